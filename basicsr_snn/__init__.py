@@ -1,0 +1,26 @@
+"""basicsr-snn: spiking image-restoration networks for BasicSR, distilled from ANN teachers.
+
+Importing the package fixes the host stack (see ``_compat``) and registers every
+``archs/*_arch.py``, ``models/*_model.py``, ``data/*_dataset.py`` and ``losses/*_loss.py`` in
+BasicSR's registries, the way BasicSR registers its own: a new file needs no other edit.
+"""
+from basicsr_snn import _compat
+
+_compat.apply()
+
+import importlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+__version__ = '0.1.0'
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+_REGISTERED_SUFFIXES = {'archs': '_arch', 'models': '_model', 'data': '_dataset', 'losses': '_loss'}
+
+
+def _import_registered_modules():
+    for folder, suffix in _REGISTERED_SUFFIXES.items():
+        for path in sorted((_PACKAGE_ROOT / folder).glob(f'*{suffix}.py')):
+            importlib.import_module(f'basicsr_snn.{folder}.{path.stem}')
+
+
+_import_registered_modules()

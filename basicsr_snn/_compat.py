@@ -1,0 +1,174 @@
+"""Fixes that BasicSR 1.4.2 needs on today's torch/torchvision, on CPU and under torchrun.
+
+``apply()`` runs once, from ``basicsr_snn/__init__.py``, before anything imports ``basicsr``.
+Each fix is idempotent and leaves a BasicSR that is already fixed upstream alone. The README's
+"Compatibility" section lists them for users; ``docs``-level reasons are in DESIGN.md section 5.
+"""
+import functools
+import importlib.util
+import os
+import sys
+import types
+import warnings
+from os import path as osp
+
+import torch
+
+_applied = False
+
+# The frozen teacher of DistillSNNModel. BasicSR's resume rewrites `pretrain_network_<x>` for every
+# `network_<x>`; the teacher is never checkpointed, so resume must leave its path and key alone.
+TEACHER_NETWORK = 'network_t'
+
+
+def _install_functional_tensor_shim():
+    """basicsr.data.degradations imports a torchvision module removed in torchvision 0.17."""
+    name = 'torchvision.transforms.functional_tensor'
+    if name in sys.modules or importlib.util.find_spec(name) is not None:
+        return
+    from torchvision.transforms import functional
+    shim = types.ModuleType(name)
+    shim.rgb_to_grayscale = functional.rgb_to_grayscale
+    sys.modules[name] = shim
+
+
+def _silence_niqe_scipy_warning():
+    """basicsr.metrics.niqe imports the deprecated scipy.ndimage.filters (an error under -W error)."""
+    warnings.filterwarnings('ignore', message='Please import .* from the `scipy.ndimage` namespace',
+                            category=DeprecationWarning)
+    warnings.filterwarnings('ignore', message='Please use .* from the `scipy.ndimage` namespace',
+                            category=DeprecationWarning)
+
+
+def init_dist(launcher, backend=None, **kwargs):
+    """Initialise torch.distributed for BasicSR's `pytorch` (torchrun) and `slurm` launchers.
+
+    BasicSR's own version hard-codes NCCL and ``RANK % cuda.device_count()``, which raises
+    ZeroDivisionError without a GPU. Here the device comes from LOCAL_RANK and the backend is
+    ``backend`` (``dist_params.backend`` in the options) or NCCL with CUDA, gloo without.
+    """
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    from basicsr.utils import dist_util
+
+    if mp.get_start_method(allow_none=True) is None:
+        mp.set_start_method('spawn')
+    if backend is None:
+        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+    if launcher == 'slurm':
+        return dist_util._init_dist_slurm(backend, **kwargs)
+    if launcher != 'pytorch':
+        raise ValueError(f"Invalid launcher '{launcher}'; valid choices: none, pytorch, slurm.")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def _dist_backend_from_options(argv):
+    """`dist_params.backend` of the options file named by ``-opt`` (None when absent)."""
+    if '-opt' not in argv or argv.index('-opt') + 1 >= len(argv):
+        return None
+    import yaml
+    with open(argv[argv.index('-opt') + 1]) as f:
+        opt = yaml.safe_load(f) or {}
+    return (opt.get('dist_params') or {}).get('backend')
+
+
+def normalise_launcher_argv(argv):
+    """Make a command line from any torch launcher readable by BasicSR's argument parser.
+
+    ``torch.distributed.launch`` passes ``--local-rank=N`` where BasicSR expects ``--local_rank``.
+    Under torchrun (WORLD_SIZE > 1) a missing ``--launcher`` would start WORLD_SIZE independent
+    runs that archive each other's experiment folders, so the pytorch launcher is inferred.
+    """
+    argv = [arg.replace('--local-rank', '--local_rank', 1) if arg.startswith('--local-rank') else arg
+            for arg in argv]
+    world_size = int(os.environ.get('WORLD_SIZE', 1))
+    has_launcher = any(arg == '--launcher' or arg.startswith('--launcher=') for arg in argv)
+    if world_size > 1 and not has_launcher:
+        print(f'WORLD_SIZE={world_size}: started by a distributed launcher; using --launcher pytorch.', flush=True)
+        argv = argv + ['--launcher', 'pytorch']
+    return argv
+
+
+def _wrap_parse_options(original):
+
+    @functools.wraps(original)
+    def parse_options(root_path, is_train=True):
+        from basicsr.utils import options
+        sys.argv[:] = normalise_launcher_argv(sys.argv)
+        options.init_dist = functools.partial(init_dist, backend=_dist_backend_from_options(sys.argv))
+        return original(root_path, is_train)
+
+    parse_options.__wrapped_by_basicsr_snn__ = True
+    return parse_options
+
+
+def load_resume_state(opt):
+    """BasicSR's resume, made independent of the current directory and of CUDA.
+
+    The state is looked up in the experiment's own ``training_states`` folder (BasicSR looks
+    relative to the working directory) and loaded on the CPU: optimizers move their state to
+    the parameters' device when loaded, so this works on CPU and on any GPU. The frozen teacher
+    (``network_t``) keeps its checkpoint path and key.
+    """
+    import basicsr.train
+    from basicsr.utils import scandir
+
+    resume_state_path = opt['path'].get('resume_state')
+    if opt['auto_resume']:
+        state_dir = opt['path']['training_states']
+        if osp.isdir(state_dir):
+            states = [int(float(name[:-len('.state')])) for name in scandir(state_dir, suffix='.state')]
+            if states:
+                resume_state_path = osp.join(state_dir, f'{max(states)}.state')
+                opt['path']['resume_state'] = resume_state_path
+    if not resume_state_path:
+        return None
+    if not osp.isfile(resume_state_path):
+        raise FileNotFoundError(f"path.resume_state: no such file '{resume_state_path}'.")
+    resume_state = torch.load(resume_state_path, map_location='cpu', weights_only=False)
+    teacher_param_key = opt['path'].get('param_key_t')
+    if TEACHER_NETWORK in opt:
+        ignored = list(opt['path'].get('ignore_resume_networks') or [])
+        opt['path']['ignore_resume_networks'] = ignored + [TEACHER_NETWORK]
+    basicsr.train.check_resume(opt, resume_state['iter'])
+    if teacher_param_key is not None:
+        opt['path']['param_key_t'] = teacher_param_key
+    return resume_state
+
+
+def model_to_device(self, net):
+    """BasicSR's ``BaseModel.model_to_device`` with DDP that also works on CPU (gloo)."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    net = net.to(self.device)
+    if self.opt['dist']:
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        net = DistributedDataParallel(
+            net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+    elif self.opt['num_gpu'] > 1:
+        net = DataParallel(net)
+    return net
+
+
+def apply():
+    """Apply every fix once; safe to call again."""
+    global _applied
+    if _applied:
+        return
+    _install_functional_tensor_shim()
+    _silence_niqe_scipy_warning()
+
+    import basicsr.test
+    import basicsr.train
+    from basicsr.models.base_model import BaseModel
+    from basicsr.utils import options
+
+    if not getattr(options.parse_options, '__wrapped_by_basicsr_snn__', False):
+        wrapped = _wrap_parse_options(options.parse_options)
+        options.parse_options = basicsr.train.parse_options = basicsr.test.parse_options = wrapped
+    options.init_dist = init_dist
+    basicsr.train.load_resume_state = load_resume_state
+    BaseModel.model_to_device = model_to_device
+    _applied = True

@@ -1,0 +1,25 @@
+"""Train with BasicSR's pipeline and this plugin's registered classes.
+
+    python basicsr_snn/train.py -opt options/distill_denoise.yml [--launcher pytorch] [--auto_resume]
+    torchrun --nproc_per_node=2 basicsr_snn/train.py -opt ... --launcher pytorch
+
+``experiments/``, ``tb_logger/`` (and ``results/`` for tests) are created in the current directory.
+"""
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):
+    # Run as a file: import the package from the repository, not this folder (whose test.py would
+    # shadow the standard library's `test`).
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+
+def main():
+    import basicsr_snn  # noqa: F401  (fixes BasicSR and registers the plugin before BasicSR runs)
+    from basicsr.train import train_pipeline
+    train_pipeline(os.getcwd())
+
+
+if __name__ == '__main__':
+    main()

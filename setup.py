@@ -1,0 +1,37 @@
+"""basicsr-snn: spiking image-restoration networks for BasicSR, distilled from ANN teachers."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name='basicsr-snn',
+    version='0.1.0',
+    description='BasicSR plugin: train spiking restoration networks by distilling ANN teachers (SpikerIR, H-KD)',
+    long_description=Path(__file__).with_name('README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['basicsr_snn', 'basicsr_snn.*']),
+    install_requires=[
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'basicsr==1.4.2',
+        'spikingjelly==2.0.0',
+        'mmengine>=0.10',
+        'opencv-python',
+        'lmdb',
+        'numpy',
+        'pyyaml',
+        'scikit-image',
+        'matplotlib',
+        'tensorboard',
+        'setuptools',
+    ],
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+            'basicsr-snn-train=basicsr_snn.train:main',
+            'basicsr-snn-test=basicsr_snn.test:main',
+        ],
+    },
+)
