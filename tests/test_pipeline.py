@@ -1,0 +1,113 @@
+"""BasicSR's own train/test pipelines through basicsr_snn's entry points, on CPU."""
+import re
+
+import torch
+
+import basicsr_snn  # noqa: F401  (a spawned worker re-imports this module, and with it the fixes)
+from pipeline_utils import (TEST_SCRIPT, TRAIN_SCRIPT, read_train_log, run_entry_point, write_options,
+                            write_paired_folder)
+
+
+def sr_model_options(data_root, name, total_iter=4, save_freq=2):
+    """BasicSR's own SRModel with a tiny BasicSR arch: nothing of the plugin but the fixes."""
+    paired = {'type': 'PairedImageDataset', 'dataroot_gt': str(data_root / 'gt'),
+              'dataroot_lq': str(data_root / 'lq'), 'io_backend': {'type': 'disk'}}
+    return {
+        'name': name, 'model_type': 'SRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 10,
+        'datasets': {
+            'train': {**paired, 'name': 'tiny_train', 'gt_size': 16, 'use_hflip': True, 'use_rot': True,
+                      'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1},
+            'val': {**paired, 'name': 'tiny_val'},
+        },
+        'network_g': {'type': 'SRVGGNetCompact', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_conv': 2,
+                      'upscale': 1, 'act_type': 'prelu'},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [100],
+                                                                          'gamma': 0.5},
+                  'total_iter': total_iter, 'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
+        'val': {'val_freq': total_iter, 'save_img': False, 'metrics': {
+            'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
+            'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False}}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': save_freq, 'use_tb_logger': False},
+        'dist_params': {'backend': 'gloo', 'port': 29500},
+    }
+
+
+def test_import_fixes_basicsr():
+    import basicsr
+    from basicsr.data.degradations import rgb_to_grayscale  # the module torchvision removed
+    assert basicsr.__version__ == '1.4.2'
+    assert rgb_to_grayscale(torch.ones(3, 2, 2)).shape == (1, 2, 2)
+
+
+class DegradationsInWorker(torch.utils.data.Dataset):
+    """Imports basicsr's degradations (the module that needs the torchvision fix) in the worker."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from basicsr.data.degradations import rgb_to_grayscale
+        return rgb_to_grayscale(torch.full((3, 1, 1), float(index)))
+
+
+def test_import_in_spawned_dataloader_worker():
+    loader = torch.utils.data.DataLoader(DegradationsInWorker(), num_workers=1, multiprocessing_context='spawn')
+    assert [round(float(x), 3) for x in loader] == [0.0, 1.0]
+
+
+def test_train_validate_save_then_test(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    options = sr_model_options(data, 'tiny_sr')
+    train_opt = write_options(tmp_path / 'train.yml', options)
+    run_entry_point(TRAIN_SCRIPT, train_opt, cwd=tmp_path)
+
+    experiment = tmp_path / 'experiments' / 'tiny_sr'
+    log = read_train_log(experiment)
+    assert re.search(r'# psnr: +\d+\.\d+', log) and re.search(r'# ssim: +\d+\.\d+', log)
+    assert (experiment / 'models' / 'net_g_latest.pth').is_file()
+    assert (experiment / 'training_states' / '4.state').is_file()
+
+    test_options = {key: options[key] for key in ('name', 'model_type', 'scale', 'num_gpu', 'network_g', 'val')}
+    test_options.update(name='tiny_sr_test', datasets={'test_1': options['datasets']['val']},
+                        path={'pretrain_network_g': str(experiment / 'models' / 'net_g_latest.pth'),
+                              'strict_load_g': True})
+    test_options['val'] = {**options['val'], 'save_img': True, 'suffix': None}
+    run_entry_point(TEST_SCRIPT, write_options(tmp_path / 'test.yml', test_options), cwd=tmp_path)
+    results = tmp_path / 'results' / 'tiny_sr_test'
+    assert re.search(r'# psnr: +\d+\.\d+', next(results.glob('test_*.log')).read_text())
+    assert len(list((results / 'visualization' / 'tiny_val').glob('*.png'))) == 4
+
+
+def test_torchrun_two_ranks_on_cpu(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    opt = write_options(tmp_path / 'train.yml', sr_model_options(data, 'tiny_ddp'))
+    result = run_entry_point(TRAIN_SCRIPT, opt, cwd=tmp_path, launcher='pytorch', nproc=2)
+    assert 'World size (gpu number): 2' in result.stdout + result.stderr + read_train_log(
+        tmp_path / 'experiments' / 'tiny_ddp')
+    assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['tiny_ddp']
+    assert re.search(r'# psnr: +\d+\.\d+', read_train_log(tmp_path / 'experiments' / 'tiny_ddp'))
+
+
+def test_torchrun_without_launcher_flag_infers_it(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    opt = write_options(tmp_path / 'train.yml', sr_model_options(data, 'tiny_ddp_inferred', total_iter=2))
+    result = run_entry_point(TRAIN_SCRIPT, opt, cwd=tmp_path, nproc=2)
+    assert 'using --launcher pytorch' in result.stdout
+    assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['tiny_ddp_inferred']
+
+
+def test_auto_resume_continues_from_saved_iteration(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    run_entry_point(TRAIN_SCRIPT, write_options(tmp_path / 'first.yml', sr_model_options(data, 'tiny_resume', 2)),
+                    cwd=tmp_path)
+    longer = write_options(tmp_path / 'longer.yml', sr_model_options(data, 'tiny_resume', total_iter=4))
+    run_entry_point(TRAIN_SCRIPT, longer, '--auto_resume', cwd=tmp_path)
+
+    experiment = tmp_path / 'experiments' / 'tiny_resume'
+    resumed_log = sorted(experiment.glob('train_*.log'))[-1].read_text()
+    assert re.search(r'Start training from epoch: \d+, iter: 2\n', resumed_log)
+    printed_iters = [int(i) for i in re.findall(r'iter:\s+(\d+), lr', resumed_log)]
+    assert printed_iters == [3, 4]
+    assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['tiny_resume']
+    assert (tmp_path / 'experiments' / 'tiny_resume' / 'training_states' / '4.state').is_file()
