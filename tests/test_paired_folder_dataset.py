@@ -1,0 +1,86 @@
+"""Paired derain folders whose names differ (rain-XXX / norain-XXX): PairedFolderDataset and filename_tmpl."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import basicsr_snn  # noqa: F401  (registers the dataset)
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.registry import DATASET_REGISTRY
+from basicsr_snn.data.paths import shared_datasets_root
+
+PairedFolderDataset = DATASET_REGISTRY.get('PairedFolderDataset')
+
+
+def write_pairs(root, lq_names, gt_names):
+    """Image i of each folder holds the value 10 * (i + 1), so a pair is right when values match.
+
+    Returns a fresh options dict: PairedImageDataset pops 'type' from its io_backend dict.
+    """
+    for folder, names in (('input', lq_names), ('target', gt_names)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for index, name in enumerate(names):
+            cv2.imwrite(str(root / folder / name), np.full((20, 24, 3), 10 * (index + 1), np.uint8))
+    return {'dataroot_lq': str(root / 'input'), 'dataroot_gt': str(root / 'target'),
+            'io_backend': {'type': 'disk'}, 'phase': 'val'}
+
+
+def test_pairs_by_trailing_number(tmp_path):
+    opt = write_pairs(tmp_path, ['rain-002.png', 'rain-001.png', 'rain-10.png'],
+                      ['norain-002.png', 'norain-001.png', 'norain-010.png'])
+    dataset = PairedFolderDataset(opt)
+    assert [(p['lq_path'].rsplit('/', 1)[1], p['gt_path'].rsplit('/', 1)[1]) for p in dataset.paths] == [
+        ('rain-001.png', 'norain-001.png'), ('rain-002.png', 'norain-002.png'), ('rain-10.png', 'norain-010.png')]
+    for item in dataset:
+        assert torch.equal(item['lq'], item['gt'])
+
+
+def test_train_phase_crops_both_alike(tmp_path):
+    opt = write_pairs(tmp_path, ['rain-1.png', 'rain-2.png'], ['norain-1.png', 'norain-2.png'])
+    dataset = PairedFolderDataset({**opt, 'phase': 'train', 'gt_size': 16, 'use_hflip': True, 'use_rot': True})
+    item = dataset[1]
+    assert item['lq'].shape == item['gt'].shape == (3, 16, 16)
+    assert torch.equal(item['lq'], item['gt'])
+
+
+def test_filename_tmpl_indexing_pairs_fixed_width_names(tmp_path):
+    """BasicSR's own dataset can read the Rain12 layout: lq name = tmpl.format(gt name without extension)."""
+    lq_names, gt_names = ['rain-001.png', 'rain-002.png'], ['norain-001.png', 'norain-002.png']
+    opt = write_pairs(tmp_path, lq_names, gt_names)
+    dataset = PairedImageDataset({**opt, 'scale': 1, 'filename_tmpl': 'rain-{0[7]}{0[8]}{0[9]}'})
+    for item in dataset:
+        assert item['lq_path'].endswith(item['gt_path'][-7:]) and torch.equal(item['lq'], item['gt'])
+    opt = write_pairs(tmp_path, lq_names, gt_names)
+    with pytest.raises(AssertionError, match='rain-norain-00[12].png is not in lq_paths'):
+        PairedImageDataset({**opt, 'scale': 1, 'filename_tmpl': 'rain-{}'})
+
+
+@pytest.mark.parametrize('lq_names, gt_names, message', [
+    (['rain-001.png', 'rain-002.png'], ['norain-001.png', 'norain-003.png'],
+     r"in .*input: \['rain-002.png'\]; in .*target: \['norain-003.png'\]"),
+    (['rain-001.png', 'rain-a.png'], ['norain-001.png'], r'dataroot_lq: rain-a.png does not match'),
+    (['rain-001.png', 'rain-1.png'], ['norain-001.png'], r'rain-001.png and rain-1.png have the same pair key 1'),
+])
+def test_unpaired_files_are_named(tmp_path, lq_names, gt_names, message):
+    with pytest.raises(ValueError, match=message):
+        PairedFolderDataset(write_pairs(tmp_path, lq_names, gt_names))
+
+
+def test_bad_options_are_named(tmp_path):
+    opt = write_pairs(tmp_path, ['rain-001.png'], ['norain-001.png'])
+    with pytest.raises(ValueError, match='pair_key_regex'):
+        PairedFolderDataset({**opt, 'pair_key_regex': '(unclosed'})
+    with pytest.raises(ValueError, match="io_backend.type 'disk' only"):
+        PairedFolderDataset({**opt, 'io_backend': {'type': 'lmdb'}})
+    with pytest.raises(FileNotFoundError, match='dataroot_lq'):
+        PairedFolderDataset({**opt, 'dataroot_lq': str(tmp_path / 'nowhere')})
+
+
+def test_real_rain12_pairs_all_twelve():
+    root = shared_datasets_root() / 'Rain12'
+    if not root.is_dir():
+        pytest.skip(f'Rain12 not found at {root} (set BASICSR_SNN_DATASETS)')
+    dataset = PairedFolderDataset({'dataroot_lq': str(root / 'input'), 'dataroot_gt': str(root / 'target'),
+                                   'io_backend': {'type': 'disk'}, 'phase': 'val'})
+    assert len(dataset) == 12
+    assert all(p['gt_path'].endswith('norain-' + p['lq_path'][-7:]) for p in dataset.paths)
