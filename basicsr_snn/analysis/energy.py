@@ -1,0 +1,267 @@
+"""Compute-energy estimate shared by spiking students, their ReLU twins and ANN teachers.
+
+The convention (``DESIGN.md`` section 6):
+
+* MACs per layer come from ``mmengine.analysis`` (:mod:`.macs`) on one image, over every
+  time step the layer actually ran.
+* A conv / linear layer whose input is binary (spike-fed) costs synaptic operations (SOPs),
+  each an accumulate (AC): ``SOPs = input rate x steps x MACs per step``, where the input rate
+  is the measured fraction of nonzero input entries (:class:`.SynapticInputMonitor`). Dense
+  MACs include the kernel taps on zero padding, so this is a little above the exact fan-out
+  count of spikingjelly's ``op_counter.SynOpCounter`` (about 1% at 256x256 for SpikerIR).
+* A layer fed analog values (the encoding layer fed the image, attention gates, the output
+  head) costs its MACs as multiply-accumulates (MAC), once per time step it actually ran.
+  Operators outside conv / linear layers that mmengine counts (matmul, norms, pooling,
+  interpolation) are analog too. An ANN is all MACs.
+* Energy = MACs x E_MAC + SOPs x E_AC, with 45 nm figures from Horowitz (ISSCC 2014).
+
+Not included: memory traffic (weights, activations, membrane potentials), neuron state
+updates, element-wise operations and biases. Batch normalization is treated as folded into
+the neighbouring layer (free) unless ``fold_batchnorm=False``.
+"""
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from spikingjelly.activation_based import functional
+
+from basicsr_snn.analysis.firing_rate import FiringRateMonitor, SynapticInputMonitor
+from basicsr_snn.analysis.macs import count_macs
+
+#: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add.
+ENERGY_PRESETS_45NM = {
+    'fp32': {'mac_pj': 4.6, 'ac_pj': 0.9},
+    'fp16': {'mac_pj': 1.5, 'ac_pj': 0.4},
+    'int8': {'mac_pj': 0.23, 'ac_pj': 0.03},
+}
+
+MEMORY_NOTE = ('Compute energy only: memory traffic (weights, activations, membrane potentials) '
+               'is not included.')
+
+
+def energy_per_op(precision='fp32', mac_pj=None, ac_pj=None):
+    """Return ``(mac_pj, ac_pj)`` for a preset, with optional overrides.
+
+    Args:
+        precision (str): One of ``ENERGY_PRESETS_45NM`` (``'fp32'``, ``'fp16'``, ``'int8'``) or
+            ``'custom'``, which requires both ``mac_pj`` and ``ac_pj``.
+        mac_pj (float | None): Energy of one MAC in pJ; overrides the preset.
+        ac_pj (float | None): Energy of one accumulate in pJ; overrides the preset.
+    """
+    if precision == 'custom':
+        if mac_pj is None or ac_pj is None:
+            raise ValueError("precision='custom' needs both mac_pj and ac_pj")
+        return float(mac_pj), float(ac_pj)
+    if precision not in ENERGY_PRESETS_45NM:
+        raise ValueError(f'Unknown precision {precision!r}; choose one of '
+                         f'{sorted(ENERGY_PRESETS_45NM) + ["custom"]}')
+    preset = ENERGY_PRESETS_45NM[precision]
+    return (float(preset['mac_pj'] if mac_pj is None else mac_pj), float(preset['ac_pj'] if ac_pj is None else ac_pj))
+
+
+def format_energy(picojoules):
+    """Human-readable energy: pJ, nJ, µJ, mJ or J."""
+    for unit, scale in (('J', 1e12), ('mJ', 1e9), ('µJ', 1e6), ('nJ', 1e3)):
+        if picojoules >= scale:
+            return f'{picojoules / scale:.3g} {unit}'
+    return f'{picojoules:.3g} pJ'
+
+
+def format_count(count):
+    """Human-readable operation or parameter count: 1.23G, 45.6M, 7.89K."""
+    for suffix, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
+        if count >= scale:
+            return f'{count / scale:.3g}{suffix}'
+    return f'{count:.3g}'
+
+
+def _defined(value):
+    return None if math.isnan(value) else value
+
+
+@dataclass
+class LayerEnergy:
+    """Cost of one conv / linear layer for one image.
+
+    Attributes:
+        name (str): Module path.
+        type (str): Module class name.
+        steps (float): Time steps the layer ran per image (1 for a layer run once).
+        macs_per_step (float): Dense MACs of one step.
+        input_rate (float): Fraction of nonzero input entries (for an analog input: its density).
+        spike_fed (bool): Input was binary and the network was analysed as spiking: costed as SOPs.
+        sops (float): Synaptic operations (ACs), ``input_rate x steps x macs_per_step``; 0 if analog.
+        macs (float): MACs costed as multiply-accumulates, ``steps x macs_per_step``; 0 if spike-fed.
+        energy_pj (float): ``sops x ac_pj + macs x mac_pj``.
+    """
+    name: str
+    type: str
+    steps: float
+    macs_per_step: float
+    input_rate: float
+    spike_fed: bool
+    sops: float
+    macs: float
+    energy_pj: float
+
+
+@dataclass
+class EnergyReport:
+    """Per-image compute-energy estimate of one network (see the module docstring).
+
+    Attributes:
+        image_size (tuple[int, int]): (H, W) of the analysed images.
+        num_images (int): Images the firing rates were averaged over.
+        time_steps (int | None): The network's ``T`` (None for a network without one).
+        precision (str): Energy preset name.
+        mac_pj (float), ac_pj (float): Energy per MAC / per AC in pJ.
+        params (int): Number of parameters.
+        layers (list[LayerEnergy]): One row per conv / linear layer that ran.
+        other_macs (dict[str, float]): MACs of operators outside conv / linear layers (per
+            mmengine operator name), costed as MACs.
+        neuron_rates (dict[str, float]): Firing rate of each spiking neuron module.
+    """
+    image_size: tuple
+    num_images: int
+    time_steps: int | None
+    precision: str
+    mac_pj: float
+    ac_pj: float
+    params: int
+    layers: list
+    other_macs: dict
+    neuron_rates: dict = field(default_factory=dict)
+    neuron_elements: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def sops(self):
+        return sum(layer.sops for layer in self.layers)
+
+    @property
+    def macs(self):
+        return sum(layer.macs for layer in self.layers) + sum(self.other_macs.values())
+
+    @property
+    def energy_pj(self):
+        return self.sops * self.ac_pj + self.macs * self.mac_pj
+
+    @property
+    def energy_uj(self):
+        return self.energy_pj * 1e-6
+
+    @property
+    def mean_input_rate(self):
+        """Input rate of the spike-fed layers weighted by their dense MACs (= SOPs / dense MACs);
+        ``nan`` when no layer is spike-fed."""
+        dense = sum(layer.steps * layer.macs_per_step for layer in self.layers if layer.spike_fed)
+        return self.sops / dense if dense else float('nan')
+
+    @property
+    def mean_firing_rate(self):
+        """Fraction of ones over all spiking-neuron outputs; ``nan`` without spiking neurons."""
+        elements = sum(self.neuron_elements.values())
+        spikes = sum(self.neuron_rates[name] * self.neuron_elements[name] for name in self.neuron_rates)
+        return spikes / elements if elements else float('nan')
+
+    def to_dict(self):
+        """JSON-ready dict: every attribute plus the totals (undefined mean rates as None)."""
+        report = asdict(self)
+        report.pop('neuron_elements')
+        report.update(sops=self.sops, macs=self.macs, energy_pj=self.energy_pj, energy_uj=self.energy_uj,
+                      mean_input_rate=_defined(self.mean_input_rate), mean_firing_rate=_defined(self.mean_firing_rate),
+                      note=MEMORY_NOTE)
+        return report
+
+    def table(self):
+        """Plain-text per-layer table with totals and the memory-traffic caveat."""
+        other = '(outside conv/linear)'
+        name_width = max([len(other)] + [len(layer.name) for layer in self.layers])
+        type_width = max([12] + [len(layer.type) for layer in self.layers] + [len(op) for op in self.other_macs])
+        header = (f'{"layer":<{name_width}} {"type":<{type_width}} {"steps":>5} {"MACs/step":>9} {"in rate":>7} '
+                  f'{"SOPs":>8} {"MACs":>8} {"energy":>9}')
+        lines = [header, '-' * len(header)]
+        for layer in self.layers:
+            lines.append(f'{layer.name:<{name_width}} {layer.type:<{type_width}} {layer.steps:>5.3g} '
+                         f'{format_count(layer.macs_per_step):>9} {layer.input_rate:>7.3f} '
+                         f'{format_count(layer.sops):>8} {format_count(layer.macs):>8} '
+                         f'{format_energy(layer.energy_pj):>9}')
+        for operator, count in self.other_macs.items():
+            lines.append(f'{other:<{name_width}} {operator:<{type_width}} {"":>5} {"":>9} {"":>7} {"":>8} '
+                         f'{format_count(count):>8} {format_energy(count * self.mac_pj):>9}')
+        height, width = self.image_size
+        lines += ['-' * len(header),
+                  f'per image {height}x{width}, T={self.time_steps}, {self.precision} '
+                  f'(MAC {self.mac_pj} pJ, AC {self.ac_pj} pJ), rates over {self.num_images} image(s)',
+                  f'params {format_count(self.params)} | MACs {format_count(self.macs)} | '
+                  f'SOPs {format_count(self.sops)} | mean input rate {self.mean_input_rate:.4f} | '
+                  f'mean firing rate {self.mean_firing_rate:.4f} | energy {format_energy(self.energy_pj)}',
+                  MEMORY_NOTE]
+        return '\n'.join(lines)
+
+
+def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=None, spiking=True,
+                   fold_batchnorm=True):
+    """Estimate the compute energy per image of ``model`` on real ``images``.
+
+    MACs are counted by tracing the first image; input rates and firing rates are measured
+    by feeding the images one at a time (neuron state reset around each), so each layer's
+    time-step count can be read from the leading dimension of its input.
+
+    Args:
+        model (nn.Module): Network mapping ``(1, C, H, W)`` to its output. Put in eval mode
+            for the analysis and restored afterwards.
+        images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for.
+        T (int | None): Time steps to analyse at; sets ``model.T`` during the analysis (the
+            network must have that attribute, and no weight may depend on it: SpikerIR's
+            temporal attention does, build such a network with the wanted T instead).
+            None: keep the model's own ``T``.
+        precision (str): ``'fp32'``, ``'fp16'``, ``'int8'`` (45 nm presets) or ``'custom'``.
+        mac_pj (float | None), ac_pj (float | None): Energy per MAC / AC in pJ, overriding the preset.
+        spiking (bool): True: layers whose inputs were binary cost SOPs (a layer that only ever
+            received zeros counts as spike-fed, at cost 0). False: every layer costs MACs (an
+            ANN teacher or ReLU twin, whatever its inputs look like).
+        fold_batchnorm (bool): Treat batch normalization as folded, hence free.
+
+    Returns:
+        EnergyReport
+    """
+    if not torch.is_tensor(images) or images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f'images must be a non-empty (N, C, H, W) tensor, got '
+                         f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}')
+    mac_pj, ac_pj = energy_per_op(precision, mac_pj, ac_pj)
+    if T is not None and not hasattr(model, 'T'):
+        raise ValueError(f'T={T} given but {type(model).__name__} has no attribute T')
+    original_T, was_training = getattr(model, 'T', None), model.training
+    if T is not None:
+        model.T = T
+    model.eval()
+    try:
+        macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
+        with torch.no_grad(), SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons:
+            for image in images:
+                functional.reset_net(model)
+                model(image[None])
+            functional.reset_net(model)
+        time_steps = getattr(model, 'T', None)
+    finally:
+        if T is not None:
+            model.T = original_T
+        model.train(was_training)
+
+    num_images = images.shape[0]
+    layer_types = {name: type(module).__name__ for name, module in inputs.targets}
+    layers = []
+    for name in inputs.recorded():
+        steps = inputs.leading[name] / num_images
+        dense = float(macs.of(name))
+        rate = inputs.input_rate(name)
+        spike_fed = spiking and inputs.is_binary(name)
+        sops, layer_macs = (rate * dense, 0.0) if spike_fed else (0.0, dense)
+        layers.append(LayerEnergy(name=name, type=layer_types[name], steps=steps,
+                                  macs_per_step=dense / steps, input_rate=rate, spike_fed=spike_fed, sops=sops,
+                                  macs=layer_macs, energy_pj=sops * ac_pj + layer_macs * mac_pj))
+    return EnergyReport(image_size=tuple(images.shape[-2:]), num_images=num_images, time_steps=time_steps,
+                        precision=precision, mac_pj=mac_pj, ac_pj=ac_pj,
+                        params=sum(p.numel() for p in model.parameters()), layers=layers,
+                        other_macs={op: float(count) for op, count in macs.outside(inputs.recorded()).items()},
+                        neuron_rates=neurons.rates(), neuron_elements=neurons.counts())

@@ -1,0 +1,174 @@
+"""Hook-based recorders of spiking activity.
+
+Two views of the same activity, both recorded during an ordinary forward pass:
+
+* :class:`FiringRateMonitor` watches the *outputs* of spiking neurons (the fraction of
+  neurons that fire per time step). It is cheap enough to run at every validation and is
+  what training logs per level of the network.
+* :class:`SynapticInputMonitor` watches the *inputs* of conv and linear layers (the
+  fraction of nonzero entries, and whether the input is binary). The energy estimate
+  needs this view: a synaptic layer fed by binary spikes performs one accumulate per
+  nonzero input and outgoing synapse.
+
+Both are context managers: hooks are attached on ``__enter__`` and removed on ``__exit__``,
+the records survive the ``with`` block. Counts accumulate as tensors on the model's device,
+so recording costs no host-device synchronisation until the rates are read.
+"""
+from collections import defaultdict
+
+import torch
+from spikingjelly.activation_based import neuron
+from torch import nn
+
+SPIKING_NEURON_TYPES = (neuron.BaseNode, neuron.SimpleBaseNode)
+SYNAPTIC_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def aggregate_by_level(rates, counts, depth=1):
+    """Merge per-module rates into per-level rates, weighted by element count.
+
+    Args:
+        rates (dict[str, float]): Rate per module path, e.g. ``{'encoder1.0.lif1': 0.1}``.
+        counts (dict[str, int]): Number of recorded elements per module path (the weights).
+        depth (int): How many leading path components name a level: with 1,
+            ``encoder1.0.lif1`` and ``encoder1.1.lif2`` both fall under ``encoder1``.
+
+    Returns:
+        dict[str, float]: Rate per level, in order of first appearance.
+    """
+    if depth < 1:
+        raise ValueError(f'depth must be >= 1, got {depth}')
+    spikes, elements = defaultdict(float), defaultdict(int)
+    for path, rate in rates.items():
+        level = '.'.join(path.split('.')[:depth])
+        spikes[level] += rate * counts[path]
+        elements[level] += counts[path]
+    return {level: spikes[level] / elements[level] for level in spikes if elements[level]}
+
+
+class _HookedModules:
+    """Attach one hook to every submodule of the given types for the duration of a ``with``."""
+
+    def __init__(self, model, module_types):
+        self.targets = [(name, module) for name, module in model.named_modules() if isinstance(module, module_types)]
+        self._handles = []
+
+    def _register(self, name, module):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._handles = [self._register(name, module) for name, module in self.targets]
+        return self
+
+    def __exit__(self, *exc_info):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class FiringRateMonitor(_HookedModules):
+    """Record the firing rate of every spiking neuron module during normal forwards.
+
+    The rate of a module is the fraction of ones in its output spike tensor, over all time
+    steps, images and forwards seen while the monitor was active.
+
+    Example::
+
+        with FiringRateMonitor(net) as monitor:
+            net(lq)
+        monitor.rates()            # {'encoder1.0.lif1': 0.12, ...}
+        monitor.rates_by_level()   # {'encoder1': 0.11, 'latent': 0.05, ...}
+        monitor.mean_rate()        # one number for the whole network
+
+    Args:
+        model (nn.Module): Network to watch.
+        neuron_types (tuple[type]): Module classes whose outputs are spikes. Default:
+            spikingjelly's ``BaseNode`` and ``SimpleBaseNode`` (LIF, IF, PLIF, ...).
+    """
+
+    def __init__(self, model, neuron_types=SPIKING_NEURON_TYPES):
+        super().__init__(model, neuron_types)
+        self._spikes = {}
+        self._elements = defaultdict(int)
+
+    def _register(self, name, module):
+        def record_output(_module, _inputs, output):
+            total = output.detach().sum(dtype=torch.float64)
+            self._spikes[name] = self._spikes[name] + total if name in self._spikes else total
+            self._elements[name] += output.numel()
+
+        return module.register_forward_hook(record_output)
+
+    def reset(self):
+        """Forget everything recorded so far (e.g. between validation runs)."""
+        self._spikes.clear()
+        self._elements.clear()
+
+    def counts(self):
+        """Number of recorded output elements per module path."""
+        return dict(self._elements)
+
+    def rates(self):
+        """Firing rate per neuron module path, for the modules that ran."""
+        return {name: float(self._spikes[name]) / self._elements[name] for name in self._spikes}
+
+    def rates_by_level(self, depth=1):
+        """Firing rate per level (top-level child by default); see :func:`aggregate_by_level`."""
+        return aggregate_by_level(self.rates(), self._elements, depth)
+
+    def mean_rate(self):
+        """Fraction of ones over every recorded neuron output; ``nan`` if nothing was recorded."""
+        elements = sum(self._elements.values())
+        return sum(float(total) for total in self._spikes.values()) / elements if elements else float('nan')
+
+
+class SynapticInputMonitor(_HookedModules):
+    """Record, for each conv / linear layer, how sparse and whether binary its inputs are.
+
+    Per layer it keeps: the number of nonzero input entries and of all input entries, whether
+    every input seen was binary (only 0 and 1), and the summed leading dimension of the inputs.
+    When images are fed one at a time, the leading dimension is the number of time steps the
+    layer processed: ``T`` for a multi-step layer fed ``(T, 1, C, H, W)`` or a layer inside
+    ``SeqToANNContainer`` fed ``(T*1, C, H, W)``, ``1`` for a layer that runs once (e.g. an
+    encoding conv applied before the image is repeated over time), and it adds up over repeated
+    single-step calls.
+
+    Args:
+        model (nn.Module): Network to watch.
+        layer_types (tuple[type]): Synaptic layer classes. Default: every ``nn.Conv*d``,
+            ``nn.ConvTranspose*d`` (spikingjelly's ``layer.Conv2d`` included) and ``nn.Linear``.
+    """
+
+    def __init__(self, model, layer_types=SYNAPTIC_LAYER_TYPES):
+        super().__init__(model, layer_types)
+        self._nonzero = {}
+        self._binary = {}
+        self.elements = defaultdict(int)
+        self.leading = defaultdict(int)
+
+    def _register(self, name, module):
+        def record_input(_module, inputs):
+            x = inputs[0].detach()
+            nonzero = x.count_nonzero()
+            binary = torch.logical_or(x == 0, x == 1).all()
+            if name in self._nonzero:
+                self._nonzero[name] = self._nonzero[name] + nonzero
+                self._binary[name] = self._binary[name] & binary
+            else:
+                self._nonzero[name], self._binary[name] = nonzero, binary
+            self.elements[name] += x.numel()
+            self.leading[name] += x.shape[0]
+
+        return module.register_forward_pre_hook(record_input)
+
+    def input_rate(self, name):
+        """Fraction of nonzero entries among all inputs the layer received."""
+        return int(self._nonzero[name]) / self.elements[name]
+
+    def is_binary(self, name):
+        """True when every input the layer received contained only zeros and ones."""
+        return bool(self._binary[name])
+
+    def recorded(self):
+        """Paths of the layers that ran, in module order."""
+        return [name for name, _ in self.targets if name in self._nonzero]

@@ -1,0 +1,162 @@
+"""Energy accounting (basicsr_snn.analysis): hand-computed counts, spikingjelly agreement, monitors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from spikingjelly.activation_based import functional, layer, neuron
+from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+from torch import nn
+
+import basicsr_snn  # noqa: F401  (host-stack fixes, arch registration)
+from basicsr_snn.analysis import (FiringRateMonitor, aggregate_by_level, analyse_energy, calibrate_batchnorm,
+                                  energy_per_op)
+from basicsr_snn.archs.spikerir_arch import SpikerIR
+
+
+class TwoLayerSNN(nn.Module):
+    """1x1 encoding conv (weights 1 and 0.5, run once) -> IF neuron (threshold 1, T steps) -> 3x3 conv."""
+
+    def __init__(self, T=2):
+        super().__init__()
+        self.T = T
+        self.encoder = nn.Conv2d(1, 2, 1, bias=False)
+        self.neuron = neuron.IFNode(v_threshold=1., v_reset=0., step_mode='m')
+        self.synapse = layer.SeqToANNContainer(nn.Conv2d(2, 1, 3, padding=1, bias=False))
+        with torch.no_grad():
+            self.encoder.weight.copy_(torch.tensor([1., 0.5]).view(2, 1, 1, 1))
+            self.synapse[0].weight.fill_(0.1)
+
+    def forward(self, x):
+        current = self.encoder(x).unsqueeze(0).expand(self.T, -1, -1, -1, -1)
+        return self.synapse(self.neuron(current)).mean(0)
+
+
+def staircase_image():
+    """Rows of 2.4, 1.2, 0.6 and 0.2: (1, 1, 4, 4)."""
+    return torch.tensor([2.4, 1.2, 0.6, 0.2]).view(1, 1, 4, 1).expand(1, 1, 4, 4).contiguous()
+
+
+def test_two_layer_network_matches_hand_count():
+    report = analyse_energy(TwoLayerSNN(T=2), staircase_image())
+    encoder, synapse = report.layers
+    # encoder: 2 out channels x 16 pixels x 1 in channel x 1x1 kernel = 32 MACs, run once
+    # (before the expand over T), fed the analog image.
+    assert (encoder.name, encoder.steps, encoder.macs_per_step, encoder.spike_fed) == ('encoder', 1, 32, False)
+    assert (encoder.macs, encoder.sops) == (32, 0)
+    # IF neuron (threshold 1, reset to 0) over T=2 steps; channel currents are x and 0.5 x:
+    #   x=2.4: 2.4 -> 2 spikes, 1.2 -> 2 spikes       (4 per pixel, 4 pixels: 16)
+    #   x=1.2: 1.2 -> 2 spikes, 0.6 -> 1 spike (t=2)  (3 per pixel: 12)
+    #   x=0.6: 0.6 -> 1 spike (t=2), 0.3 -> none      (1 per pixel: 4)
+    #   x=0.2: none
+    # 32 spikes among 2 steps x 2 channels x 16 pixels = 64 entries: rate 0.5.
+    # synapse: 1 out channel x 16 pixels x 2 in channels x 9 = 288 MACs per step, 2 steps;
+    # SOPs = 0.5 x 2 x 288 = 288.
+    assert (synapse.name, synapse.steps, synapse.macs_per_step, synapse.spike_fed) == ('synapse.0', 2, 288, True)
+    assert synapse.input_rate == 0.5
+    assert (synapse.sops, synapse.macs) == (288, 0)
+    assert (report.macs, report.sops, report.other_macs) == (32, 288, {})
+    # fp32: 32 x 4.6 + 288 x 0.9 = 147.2 + 259.2 pJ
+    assert report.energy_pj == pytest.approx(406.4)
+    assert report.mean_input_rate == 0.5
+    assert report.neuron_rates == {'neuron': 0.5}
+    assert report.time_steps == 2 and report.params == 2 + 18
+    # int8: 32 x 0.23 + 288 x 0.03 = 7.36 + 8.64 pJ
+    assert analyse_energy(TwoLayerSNN(T=2), staircase_image(), precision='int8').energy_pj == pytest.approx(16.0)
+
+
+def test_time_steps_override_is_restored():
+    model = TwoLayerSNN(T=2)
+    report = analyse_energy(model, staircase_image(), T=3)
+    # Spikes per pixel over 3 steps (channel x + channel 0.5 x):
+    #   x=2.4: 3 + 3 = 6; x=1.2: 3 + 1 (t=2) = 4; x=0.6: 1 (t=2) + 0 (0.3 x 3 = 0.9) = 1; x=0.2: 0
+    # 4 x (6 + 4 + 1) = 44 spikes among 3 x 2 x 16 = 96 entries; SOPs = 44 / 96 x 3 x 288 = 396.
+    assert report.time_steps == 3 and model.T == 2
+    assert report.layers[1].sops == pytest.approx(396)
+
+
+class SpikeFedDepthwiseAndLinear(nn.Module):
+    """A binary image repeated over T=3 steps into a depthwise 3x3 conv and a linear readout with bias."""
+
+    T = 3
+
+    def __init__(self):
+        super().__init__()
+        self.depthwise = layer.Conv2d(2, 2, 3, padding=1, groups=2, bias=False, step_mode='m')
+        self.readout = layer.Linear(2 * 4 * 4, 5, step_mode='m')
+
+    def forward(self, x):
+        spikes = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return self.depthwise(spikes).mean(0).sum() + self.readout(spikes.flatten(2)).mean(0).sum()
+
+
+def test_depthwise_and_linear_counts():
+    image = torch.zeros(1, 2, 4, 4)
+    image.view(-1)[::4] = 1  # 8 ones among 32 entries: rate 0.25
+    depthwise, readout = analyse_energy(SpikeFedDepthwiseAndLinear(), image).layers
+    # depthwise: 2 out channels x 16 pixels x (2 / 2 groups) x 9 = 288 MACs per step, 3 steps:
+    # SOPs = 0.25 x 3 x 288 = 216.
+    assert (depthwise.steps, depthwise.macs_per_step, depthwise.input_rate, depthwise.sops) == (3, 288, 0.25, 216)
+    # linear: 32 inputs x 5 outputs = 160 MACs per step (bias not counted): SOPs = 0.25 x 3 x 160 = 120.
+    assert (readout.steps, readout.macs_per_step, readout.sops) == (3, 160, 120)
+    ann = analyse_energy(SpikeFedDepthwiseAndLinear(), image, spiking=False)
+    assert (ann.sops, ann.macs) == (0, 3 * 288 + 3 * 160)
+    assert ann.energy_pj == pytest.approx((3 * 288 + 3 * 160) * 4.6)
+
+
+def test_presets_and_bad_input():
+    assert energy_per_op('fp16') == (1.5, 0.4)
+    assert energy_per_op('int8', ac_pj=0.05) == (0.23, 0.05)
+    assert energy_per_op('custom', mac_pj=2., ac_pj=0.1) == (2., 0.1)
+    with pytest.raises(ValueError, match="'fp32', 'int8'"):
+        energy_per_op('fp64')
+    with pytest.raises(ValueError, match='custom'):
+        energy_per_op('custom', mac_pj=2.)
+    with pytest.raises(ValueError, match='images'):
+        analyse_energy(TwoLayerSNN(), torch.zeros(4, 4))
+    with pytest.raises(ValueError, match='no attribute T'):
+        analyse_energy(nn.Conv2d(1, 1, 3), staircase_image(), T=2)
+
+
+def test_firing_rate_monitor_records_only_inside_with():
+    model = TwoLayerSNN(T=2)
+    with FiringRateMonitor(model) as monitor:
+        model(staircase_image())
+    functional.reset_net(model)
+    model(torch.full((1, 1, 4, 4), 5.))  # all spikes; not recorded
+    assert monitor.rates() == {'neuron': 0.5}
+    assert monitor.counts() == {'neuron': 64}
+    assert monitor.mean_rate() == 0.5
+    monitor.reset()
+    assert math.isnan(monitor.mean_rate())
+
+
+def test_aggregate_by_level_weights_by_elements():
+    rates = {'encoder1.0.neuron1': 0.5, 'encoder1.1.neuron2': 0.1, 'latent.0.neuron1': 0.4}
+    counts = {'encoder1.0.neuron1': 10, 'encoder1.1.neuron2': 30, 'latent.0.neuron1': 5}
+    # encoder1: (0.5 x 10 + 0.1 x 30) / 40 = 0.2
+    assert aggregate_by_level(rates, counts) == pytest.approx({'encoder1': 0.2, 'latent': 0.4})
+    assert aggregate_by_level(rates, counts, depth=2) == pytest.approx(
+        {'encoder1.0': 0.5, 'encoder1.1': 0.1, 'latent.0': 0.4})
+
+
+def camera_image(size):
+    from skimage import data
+    camera = data.camera().astype(np.float32) / 255.
+    step = camera.shape[0] // size
+    return torch.from_numpy(camera[:size * step:step, :size * step:step].copy()).view(1, 1, size, size)
+
+
+def test_sops_agree_with_spikingjelly_synop_counter():
+    torch.manual_seed(0)
+    model = SpikerIR(in_ch=1, out_ch=1)  # the 'small' preset
+    image = camera_image(96)
+    calibrate_batchnorm(model, image)  # untrained statistics leave the network almost silent
+    report = analyse_energy(model, image)
+    assert 0.05 < report.mean_input_rate < 0.5
+    counter = SynOpCounter()
+    with torch.no_grad(), DispatchCounterMode([counter]):
+        model(image)
+    # spikingjelly counts each spike's exact fan-out; rate x dense MACs also counts the taps
+    # that fall on zero padding, a border effect of about 3% at 96x96.
+    assert report.sops == pytest.approx(counter.get_total(), rel=0.05)
