@@ -1,0 +1,71 @@
+"""How much the distillation term weighs at each iteration (``train.distill.schedule``)."""
+import math
+
+SCHEDULE_TYPES = ('constant', 'linear', 'cosine', 'step')
+SCHEDULE_KEYS = ('type', 'gamma', 'end', 'until_iter')
+PAPER_GAMMA = 0.12
+
+
+class DistillWeightSchedule:
+    """The factor ``gamma(iter)`` that multiplies the whole distillation term.
+
+    ============  ==============================================================================
+    type          gamma(iter), for iterations counted from 1
+    ============  ==============================================================================
+    constant      ``gamma`` throughout
+    linear        from ``gamma`` at iteration 0 to ``end`` at ``until_iter``, then ``end``
+    cosine        half a cosine from ``gamma`` at iteration 0 to ``end`` at ``until_iter``,
+                  then ``end``
+    step          ``gamma`` up to and including ``until_iter``, then ``end`` (0: distillation off)
+    ============  ==============================================================================
+
+    Args:
+        type (str): One of ``SCHEDULE_TYPES``. Default: ``'constant'``.
+        gamma (float): Starting weight, >= 0. Default: 0.12 (the paper's).
+        end (float): Final weight of the decaying types, >= 0. Default: 0.
+        until_iter (int | None): Last iteration of the decay / of the step's first phase.
+            Default: ``total_iter`` for ``linear`` and ``cosine``; required for ``step``.
+        total_iter (int | None): ``train.total_iter``, the default ``until_iter``.
+        option_key (str): Name of these options in error messages.
+    """
+
+    def __init__(self, type='constant', gamma=PAPER_GAMMA, end=0., until_iter=None, total_iter=None,
+                 option_key='train.distill.schedule'):
+        if type not in SCHEDULE_TYPES:
+            raise ValueError(f'{option_key}.type must be one of {SCHEDULE_TYPES}, got {type!r}')
+        for key, value in (('gamma', gamma), ('end', end)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f'{option_key}.{key} must be a number >= 0, got {value!r}')
+        if until_iter is None and type in ('linear', 'cosine'):
+            until_iter = total_iter
+        if type != 'constant' and (isinstance(until_iter, bool) or not isinstance(until_iter, int)
+                                   or until_iter < 1):
+            raise ValueError(f'{option_key}.until_iter must be an integer >= 1 for type {type!r}, '
+                             f'got {until_iter!r}')
+        self.type = type
+        self.gamma = float(gamma)
+        self.end = float(end)
+        self.until_iter = until_iter
+
+    @classmethod
+    def from_options(cls, options, total_iter=None, option_key='train.distill.schedule'):
+        """Build from the ``schedule`` dict of the options (None: the paper's constant 0.12)."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(SCHEDULE_KEYS))
+        if unknown:
+            raise ValueError(f'{option_key}: unknown key(s) {unknown}; valid keys: {list(SCHEDULE_KEYS)}')
+        return cls(**options, total_iter=total_iter, option_key=option_key)
+
+    def __call__(self, current_iter):
+        if self.type == 'constant':
+            return self.gamma
+        if self.type == 'step':
+            return self.gamma if current_iter <= self.until_iter else self.end
+        progress = min(current_iter, self.until_iter) / self.until_iter
+        if self.type == 'linear':
+            return self.gamma + (self.end - self.gamma) * progress
+        return self.end + (self.gamma - self.end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def __repr__(self):
+        return (f'{type(self).__name__}(type={self.type!r}, gamma={self.gamma}, end={self.end}, '
+                f'until_iter={self.until_iter})')

@@ -1,0 +1,285 @@
+"""DistillSNNModel: H-KD, a spiking student trained on its task and on a frozen ANN teacher's features."""
+from os import path as osp
+
+import torch
+from basicsr.metrics import calculate_metric
+from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from spikingjelly.activation_based import functional
+from torch import nn
+
+from basicsr_snn.distill import (DistillOptions, DistillWeightSchedule, FeatureAdapter, FeatureRecorder, HintAdapters,
+                                 build_comparison_loss)
+from basicsr_snn.models.snn_model import SNNModel, build_network_from_options
+
+ADAPTERS_LABEL = 'net_adapters'
+DEFAULT_PROBE_SIZE = 32
+DEFAULT_TEACHER_PSNR = {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}
+
+
+@MODEL_REGISTRY.register()
+class DistillSNNModel(SNNModel):
+    """Feature-hint distillation (H-KD) of a frozen teacher into a spiking student.
+
+    Each training iteration, for a batch ``lq (B, C, H, W)``::
+
+        teacher (frozen, eval, no_grad):  lq -> teacher output, teacher features F_k  (hooks)
+        student (net_g, multi-step):      lq -> output (mean over T), features S_k    (hooks)
+        loss = task(output, gt)                                       # pixel_opt [+ fft_opt]
+             + gamma(iter) * ( sum_k w_k * hint_k(adapter_k(S_k), F_k)
+                               [+ w_out * output_loss(output, teacher output)] )
+
+    then the step, the neuron reset and the EMA update of :class:`SNNModel`. Student features are
+    averaged over time (``reduce: mean``; for a neuron module: its firing rate) or are a neuron's
+    membrane potential averaged over time (``reduce: membrane``). ``gamma`` is one schedule over
+    the whole distillation term (hints and output term); at ``gamma = 0`` the teacher is not run.
+
+    Teacher (training only; ``model_type: DistillSNNModel`` in a test file tests the student):
+        network_t (dict): the teacher arch, any BasicSR arch (e.g. ``type: Restormer``).
+        path.pretrain_network_t (str): its checkpoint; required (see ``allow_random_teacher``).
+        path.param_key_t (str | None): key of the state dict in the checkpoint. Default: ``params``,
+            falling back to ``params_ema`` when the checkpoint has no ``params`` and the key was not
+            set; ``~``: the checkpoint is the state dict itself.
+        path.strict_load_t (bool): the checkpoint must match the arch exactly. Default: true.
+    The teacher is frozen (``requires_grad`` off, set to eval before every forward), moved to the
+    device but never wrapped in DDP, never saved, and left alone by resume (its path and key are
+    kept; no ``net_t_<iter>.pth`` is looked for).
+
+    ``train.distill`` options (defaults in brackets)::
+
+        distill:
+          hints:                       # [] ; hints and/or output must be given
+            - name: dec1               # [student path with '.' -> '_'] ; logged as l_hint_<name>
+              student: decoder1        # module path in net_g (required)
+              teacher: decoder_level1  # module path in network_t (required)
+              loss: {type: MSELoss, loss_weight: 1.0}   # [MSELoss] any registered BasicSR loss
+              weight: 1.0              # [1.0] w_k
+              reduce: mean             # [mean] mean | membrane | none (student has no time axis)
+              adapter: conv1x1         # [distill.adapter] conv1x1 | none
+              resize: bilinear         # [distill.resize] bilinear | bicubic | nearest | area | none
+          output:                      # [~] output-level term, logged as l_output_kd
+            loss: {type: L1Loss, loss_weight: 1.0}      # [L1Loss]
+            weight: 1.0                # [1.0] w_out
+          schedule:                    # [constant 0.12] see DistillWeightSchedule
+            type: constant             # constant | linear | cosine | step
+            gamma: 0.12                # starting weight (the paper's 0.12)
+            end: 0.0                   # [0] final weight of linear / cosine / step
+            until_iter: ~              # [train.total_iter] end of the decay; required for step
+          adapter: conv1x1             # [conv1x1] default adapter of every hint
+          resize: bilinear             # [bilinear] default resize of every hint
+          probe_shape: ~               # [C of net_g's first conv, 32, 32] input of the dry run
+          allow_random_teacher: false  # [false] allow path.pretrain_network_t: ~ (tests, debugging)
+
+    Adapters: at construction one dry run of both networks on a zero ``(1, *probe_shape)`` input
+    (eval mode, RNG untouched) gives each hint's feature shapes; a 1x1 conv is created where the
+    channels differ and a resize is applied where the sizes differ (see :class:`FeatureAdapter`).
+    They are trained by ``optim_g`` (a second parameter group, so the log shows two learning
+    rates), wrapped in DDP of their own, saved as ``net_adapters_<iter>.pth`` (key ``params``)
+    next to ``net_g_<iter>.pth`` and restored on resume. ``net_g`` checkpoints stay plain student
+    checkpoints, loadable by SNNModel / SRModel for testing.
+
+    Logged every ``logger.print_freq``: ``l_pix``, ``l_fft``, ``l_hint_<name>`` (``w_k * hint_k``,
+    before gamma), ``l_output_kd`` (``w_out * output_loss``, before gamma), ``distill_weight``
+    (gamma), ``firing_rate``. At the first validation of each dataset: ``Teacher PSNR on <dataset>:
+    xx.xx dB`` (with the first ``calculate_psnr`` metric of ``val.metrics``, else crop_border 0),
+    tensorboard ``metrics/<dataset>/teacher_psnr``.
+
+    Not supported: DataParallel (``num_gpu`` > 1 without a distributed launcher), whose replicas
+    would each record features; use ``--launcher pytorch``.
+    """
+
+    def init_training_settings(self):
+        if self.opt['num_gpu'] > 1 and not self.opt['dist']:
+            raise ValueError('DistillSNNModel does not support DataParallel (num_gpu > 1 without a launcher): '
+                             'start with torchrun and --launcher pytorch, or set num_gpu: 1')
+        self.distill_opt = DistillOptions.from_train_options(self.opt['train'])
+        self.distill_schedule = DistillWeightSchedule.from_options(
+            self.distill_opt.schedule, total_iter=self.opt['train'].get('total_iter'))
+        self.cri_hints = {
+            hint.name: build_comparison_loss(hint.loss, f'{hint.option_key}.loss').to(self.device)
+            for hint in self.distill_opt.hints
+        }
+        output_term = self.distill_opt.output
+        self.cri_output_kd = (build_comparison_loss(output_term.loss, f'{output_term.option_key}.loss').to(self.device)
+                              if output_term else None)
+        self.net_t = self._build_teacher()
+        self.student_recorder = FeatureRecorder(self.get_bare_model(self.net_g))
+        self.teacher_recorder = FeatureRecorder(self.net_t)
+        for hint in self.distill_opt.hints:
+            self.student_recorder.add(hint.name, hint.student, hint.reduce, f'{hint.option_key}.student')
+            self.teacher_recorder.add(hint.name, hint.teacher, 'none', f'{hint.option_key}.teacher')
+        self.adapters = self._build_adapters().to(self.device)
+        get_root_logger().info(f'Distillation weight: {self.distill_schedule}')
+        # DDP refuses a module without trainable parameters (all adapters identities)
+        self.net_adapters = self.model_to_device(self.adapters) if self.adapters.has_parameters() else self.adapters
+        self._teacher_psnr_datasets = set()
+        super().init_training_settings()
+
+    def _build_teacher(self):
+        """network_t, loaded from path.pretrain_network_t and frozen, on the device (not DDP)."""
+        if 'network_t' not in self.opt:
+            raise ValueError('network_t is missing: DistillSNNModel needs a teacher arch, e.g. network_t: '
+                             '{type: Restormer, ...}, and its checkpoint in path.pretrain_network_t')
+        net_t = build_network_from_options(self.opt, 'network_t')
+        load_path = self.opt['path'].get('pretrain_network_t')
+        logger = get_root_logger()
+        if load_path is None:
+            if not self.distill_opt.allow_random_teacher:
+                raise ValueError('path.pretrain_network_t is missing: give the trained teacher\'s checkpoint (or set '
+                                 'train.distill.allow_random_teacher: true to distill from an untrained teacher)')
+            logger.warning('Distilling from an untrained teacher (train.distill.allow_random_teacher: true).')
+        else:
+            self._load_teacher(net_t, load_path)
+        net_t.requires_grad_(False)
+        net_t.eval()
+        logger.info(f'Teacher: {type(net_t).__name__} with {sum(p.numel() for p in net_t.parameters()):,d} '
+                    f'parameters (frozen).')
+        return net_t.to(self.device)
+
+    def _load_teacher(self, net_t, load_path):
+        path_opt = self.opt['path']
+        if not osp.isfile(load_path):
+            raise FileNotFoundError(f'path.pretrain_network_t: no such file {load_path!r}')
+        checkpoint = torch.load(load_path, map_location='cpu', weights_only=True)
+        param_key = path_opt.get('param_key_t', 'params')
+        if param_key is not None and param_key not in checkpoint:
+            if 'param_key_t' in path_opt or 'params_ema' not in checkpoint:
+                raise ValueError(f'path.param_key_t: {param_key!r} is not in {load_path}; it holds '
+                                 f'{sorted(checkpoint)} (param_key_t: ~ loads a bare state dict)')
+            param_key = 'params_ema'
+        state_dict = checkpoint if param_key is None else checkpoint[param_key]
+        state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
+                      for key, value in state_dict.items()}
+        expected = net_t.state_dict()
+        missing = sorted(set(expected) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(expected))
+        resized = sorted(key for key in set(expected) & set(state_dict) if expected[key].shape != state_dict[key].shape)
+        strict = self.opt['path'].get('strict_load_t', True)
+        if strict and (missing or unexpected or resized):
+            raise ValueError(f'path.pretrain_network_t: {load_path} [{param_key}] does not match network_t '
+                             f'({type(net_t).__name__}) under path.strict_load_t: true; missing keys: {missing[:10]}, '
+                             f'unexpected keys: {unexpected[:10]}, shape mismatches: {resized[:10]} (first 10 each)')
+        for key in resized:
+            state_dict.pop(key)
+        net_t.load_state_dict(state_dict, strict=strict)
+        get_root_logger().info(f'Loaded teacher {type(net_t).__name__} from {load_path} [{param_key}]' +
+                               (f'; not loaded: {missing + resized}' if missing or resized else ''))
+
+    def _probe_shape(self, student):
+        if self.distill_opt.probe_shape is not None:
+            return self.distill_opt.probe_shape
+        first_conv = next((m for m in student.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+        if first_conv is None:
+            raise ValueError('train.distill.probe_shape: cannot infer the input channels of net_g (no conv layer); '
+                             'give probe_shape: [channels, height, width]')
+        return first_conv.in_channels, DEFAULT_PROBE_SIZE, DEFAULT_PROBE_SIZE
+
+    def _build_adapters(self):
+        """Dry-run both networks once to learn each hint's shapes, then build the adapters."""
+        student = self.get_bare_model(self.net_g)
+        probe = torch.zeros(1, *self._probe_shape(student), device=self.device)
+        rng_devices = [torch.cuda.current_device()] if self.device.type == 'cuda' else []
+        was_training = student.training
+        student.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=rng_devices):
+            with self.student_recorder:
+                student_output = student(probe)
+            with self.teacher_recorder:
+                teacher_output = self.net_t(probe)
+        functional.reset_net(student)
+        student.train(was_training)
+        if self.distill_opt.output and student_output.shape != teacher_output.shape:
+            raise ValueError(f'{self.distill_opt.output.option_key}: the student output {tuple(student_output.shape)} '
+                             f'and the teacher output {tuple(teacher_output.shape)} differ in shape')
+        adapters = HintAdapters()
+        logger = get_root_logger()
+        for hint in self.distill_opt.hints:
+            student_shape = tuple(self.student_recorder.features[hint.name].shape)
+            teacher_shape = tuple(self.teacher_recorder.features[hint.name].shape)
+            adapters[hint.name] = FeatureAdapter(student_shape, teacher_shape, hint.adapter, hint.resize,
+                                                 hint.option_key)
+            logger.info(f'Hint {hint.name}: student {hint.student} {student_shape} -> teacher {hint.teacher} '
+                        f'{teacher_shape}, adapter: {adapters[hint.name].proj}')
+        self.student_recorder.clear()
+        self.teacher_recorder.clear()
+        return adapters
+
+    def setup_optimizers(self):
+        super().setup_optimizers()
+        if self.adapters.has_parameters():
+            self.optimizer_g.add_param_group({'params': list(self.adapters.parameters())})
+
+    def forward_student(self):
+        with self.student_recorder:
+            super().forward_student()
+
+    def compute_losses(self, current_iter):
+        l_total, loss_dict = super().compute_losses(current_iter)
+        gamma = self.distill_schedule(current_iter)
+        loss_dict['distill_weight'] = torch.tensor(gamma, device=self.device)
+        if gamma > 0:
+            l_total = l_total + gamma * self._distillation_loss(loss_dict)
+        self.student_recorder.clear()
+        return l_total, loss_dict
+
+    def _distillation_loss(self, loss_dict):
+        """Run the teacher and return the unscaled distillation term; log its parts in loss_dict."""
+        self.net_t.eval()
+        with torch.no_grad(), self.teacher_recorder:
+            teacher_output = self.net_t(self.lq)
+        teacher_features = self.teacher_recorder.features
+        terms = []
+        if self.distill_opt.hints:
+            adapted = self.net_adapters(self.student_recorder.features, teacher_features)
+            for hint in self.distill_opt.hints:
+                term = hint.weight * self.cri_hints[hint.name](adapted[hint.name], teacher_features[hint.name])
+                loss_dict[hint.log_key] = term
+                terms.append(term)
+        if self.cri_output_kd is not None:
+            loss_dict['l_output_kd'] = self.distill_opt.output.weight * self.cri_output_kd(self.output, teacher_output)
+            terms.append(loss_dict['l_output_kd'])
+        self.teacher_recorder.clear()
+        return sum(terms)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
+        if self.is_train and dataset_name not in self._teacher_psnr_datasets:
+            self._teacher_psnr_datasets.add(dataset_name)
+            self._log_teacher_psnr(dataloader, dataset_name, current_iter, tb_logger)
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def _log_teacher_psnr(self, dataloader, dataset_name, current_iter, tb_logger):
+        """The teacher's PSNR on a validation set: the ceiling the student aims at."""
+        metrics = (self.opt.get('val') or {}).get('metrics') or {}
+        psnr_opt = next((m for m in metrics.values() if m.get('type') == 'calculate_psnr'), DEFAULT_TEACHER_PSNR)
+        self.net_t.eval()
+        values = []
+        for data in dataloader:
+            if 'gt' not in data:
+                return
+            with torch.no_grad():
+                output = self.net_t(data['lq'].to(self.device))
+            images = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([data['gt']])}
+            values.append(calculate_metric(images, psnr_opt))
+        if not values:
+            return
+        psnr = sum(values) / len(values)
+        get_root_logger().info(f'Teacher PSNR on {dataset_name}: {psnr:.2f} dB')
+        if tb_logger:
+            tb_logger.add_scalar(f'metrics/{dataset_name}/teacher_psnr', psnr, current_iter)
+
+    def save(self, epoch, current_iter):
+        if self.adapters.has_parameters():
+            self.save_network(self.adapters, ADAPTERS_LABEL, current_iter)
+        super().save(epoch, current_iter)
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        if not self.adapters.has_parameters():
+            return
+        load_path = osp.join(self.opt['path']['models'], f'{ADAPTERS_LABEL}_{resume_state["iter"]}.pth')
+        if not osp.isfile(load_path):
+            raise FileNotFoundError(f'Resuming at iteration {resume_state["iter"]} needs the hint adapters saved with '
+                                    f'it: no such file {load_path!r}')
+        self.load_network(self.adapters, load_path, strict=True, param_key='params')
+

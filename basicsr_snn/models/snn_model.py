@@ -1,0 +1,188 @@
+"""SNNModel: BasicSR's SRModel made safe for spiking networks (spikingjelly neuron state)."""
+import inspect
+from collections import OrderedDict
+from contextlib import nullcontext
+
+import torch
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.models.base_model import BaseModel
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+from spikingjelly.activation_based import functional
+
+from basicsr_snn.analysis import FiringRateMonitor
+
+
+def build_network_from_options(opt, key):
+    """Build the arch of ``opt[key]`` (e.g. ``network_g``); errors name the option, e.g. ``network_g.T``.
+
+    An arch that rejects an argument by a message starting with the argument's name (``T must be
+    an integer >= 1``) gets that option key as prefix (``network_g.T must be ...``).
+    """
+    net_opt = opt.get(key)
+    if not isinstance(net_opt, dict) or 'type' not in net_opt:
+        raise ValueError(f'{key} is missing or has no type: give {key}: {{type: <arch>, ...}}')
+    arch_type = net_opt['type']
+    if arch_type not in ARCH_REGISTRY:
+        raise ValueError(f'{key}.type: no arch named {arch_type!r}; registered: {sorted(ARCH_REGISTRY.keys())}')
+    try:
+        return build_network(net_opt)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        argument = message.split(' ', 1)[0].split('[', 1)[0].split('=', 1)[0]
+        arguments = inspect.signature(ARCH_REGISTRY.get(arch_type).__init__).parameters
+        prefix = f'{key}.' if argument in arguments and argument != 'self' else f'{key} ({arch_type}): '
+        raise type(error)(prefix + message) from error
+
+
+@MODEL_REGISTRY.register()
+class SNNModel(SRModel):
+    """SRModel for spiking (spikingjelly) restoration networks trained without a teacher.
+
+    Same options and checkpoints as BasicSR's ``SRModel`` (``net_g_<iter>.pth`` with ``params``
+    and, with EMA, ``params_ema``), plus what a stateful spiking network needs:
+
+    * Neuron state (membrane potentials, which are not in the state dict) is reset with
+      ``spikingjelly.activation_based.functional.reset_net`` after every optimizer step and
+      before and after every test forward, so an arch that does not reset itself also works.
+    * ``train.ema_decay`` > 0: the EMA network averages the parameters and copies the buffers
+      (BN running statistics), which BasicSR's EMA leaves at their initial values.
+    * Validation and testing run the bare network (or its EMA), never the DDP wrapper, so rank 0
+      validates alone without entering a collective buffer broadcast.
+    * ``train.optim_g.type``: any optimizer class of ``torch.optim`` (``Adam``, ``AdamW``, ``SGD``,
+      ...), with its keyword arguments next to ``type`` and ``lr``.
+    * ``val.suffix`` may be omitted when ``val.save_img`` is true.
+
+    Extra options:
+        train.fft_opt (dict, optional): a frequency-domain loss added to ``pixel_opt``, logged as
+            ``l_fft``. The paper's task loss L1 + 0.1 * FFT::
+
+                pixel_opt: {type: L1Loss, loss_weight: 1.0, reduction: mean}
+                fft_opt: {type: FFTLoss, loss_weight: 0.1}
+
+    Logged:
+        ``firing_rate``: fraction of spiking-neuron outputs that are spikes, measured by hooks
+            during the training forward of every ``logger.print_freq``-th iteration (the only
+            iterations whose losses are logged), averaged over ranks; absent when the network has
+            no spiking neuron. Tensorboard: ``firing_rate``.
+        At each validation, per dataset: the mean and per-level firing rates (levels = top-level
+            children of the network), in the log and in tensorboard under
+            ``firing_rate/<dataset>/<level>``.
+    """
+
+    def __init__(self, opt):
+        BaseModel.__init__(self, opt)
+        self.net_g = self.model_to_device(build_network_from_options(opt, 'network_g'))
+        self.print_network(self.net_g)
+        load_path = opt['path'].get('pretrain_network_g')
+        if load_path is not None:
+            self.load_network(self.net_g, load_path, opt['path'].get('strict_load_g', True),
+                              opt['path'].get('param_key_g', 'params'))
+        if self.is_train:
+            self.init_training_settings()
+
+    def init_training_settings(self):
+        super().init_training_settings()
+        fft_opt = self.opt['train'].get('fft_opt')
+        self.cri_fft = build_loss(fft_opt).to(self.device) if fft_opt else None
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        """Any ``torch.optim`` optimizer by class name (BasicSR 1.4.2 knows ``Adam`` only)."""
+        optimizer_class = getattr(torch.optim, str(optim_type), None)
+        if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
+            raise ValueError(f'train.optim_g.type: {optim_type!r} is not a torch.optim optimizer; valid: '
+                             f'{torch_optimizer_names()}')
+        return optimizer_class(params, lr=lr, **kwargs)
+
+    def model_ema(self, decay=0.999):
+        """Average the parameters (BasicSR) and copy the buffers, e.g. BN running statistics."""
+        super().model_ema(decay)
+        ema_buffers = dict(self.net_g_ema.named_buffers())
+        for name, buffer in self.get_bare_model(self.net_g).named_buffers():
+            ema_buffers[name].copy_(buffer)
+
+    def forward_student(self):
+        """The training forward of ``net_g`` on ``self.lq`` (subclasses record features around it)."""
+        self.output = self.net_g(self.lq)
+
+    def compute_losses(self, current_iter):
+        """Task losses of ``self.output`` against ``self.gt``: ``(total, OrderedDict of logged terms)``."""
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+            l_total = l_total + loss_dict['l_pix']
+        if self.cri_fft:
+            loss_dict['l_fft'] = self.cri_fft(self.output, self.gt)
+            l_total = l_total + loss_dict['l_fft']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for key, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[key] = value
+                    l_total = l_total + value
+        return l_total, loss_dict
+
+    def optimize_parameters(self, current_iter):
+        bare_net = self.get_bare_model(self.net_g)
+        monitor = FiringRateMonitor(bare_net) if self._logs_at(current_iter) else None
+        if monitor is not None and not monitor.targets:
+            monitor = None
+        self.optimizer_g.zero_grad()
+        with monitor if monitor is not None else nullcontext():
+            self.forward_student()
+        l_total, loss_dict = self.compute_losses(current_iter)
+        l_total.backward()
+        self.optimizer_g.step()
+        functional.reset_net(bare_net)
+        if monitor is not None:
+            loss_dict['firing_rate'] = torch.tensor(monitor.mean_rate(), device=self.device)
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _logs_at(self, current_iter):
+        """True on the iterations whose log_dict BasicSR prints (the same on every rank)."""
+        print_freq = (self.opt.get('logger') or {}).get('print_freq', 1)
+        return current_iter % print_freq == 0
+
+    def inference_network(self):
+        """The network that test() runs: the EMA network if any, else the bare net_g."""
+        return self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+
+    def test(self):
+        net = self.inference_network()
+        was_training = net.training
+        net.eval()
+        functional.reset_net(net)
+        with torch.no_grad():
+            self.output = net(self.lq)
+        functional.reset_net(net)
+        net.train(was_training)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self.opt['val'].setdefault('suffix', None)
+        with FiringRateMonitor(self.inference_network()) as monitor:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        self._log_firing_rates(monitor, dataloader.dataset.opt['name'], current_iter, tb_logger)
+
+    @staticmethod
+    def _log_firing_rates(monitor, dataset_name, current_iter, tb_logger):
+        levels = monitor.rates_by_level()
+        if not levels:
+            return
+        rates = {'mean': monitor.mean_rate(), **levels}
+        get_root_logger().info(f'Firing rates on {dataset_name}: ' +
+                               ', '.join(f'{level} {rate:.4f}' for level, rate in rates.items()))
+        if tb_logger:
+            for level, rate in rates.items():
+                tb_logger.add_scalar(f'firing_rate/{dataset_name}/{level}', rate, current_iter)
+
+
+def torch_optimizer_names():
+    """Class names usable as ``optim_g.type``."""
+    return sorted(name for name, value in vars(torch.optim).items()
+                  if isinstance(value, type) and issubclass(value, torch.optim.Optimizer)
+                  and value is not torch.optim.Optimizer)
