@@ -6,6 +6,7 @@ Each fix is idempotent and leaves a BasicSR that is already fixed upstream alone
 """
 import functools
 import importlib.util
+import itertools
 import os
 import sys
 import types
@@ -15,6 +16,8 @@ from os import path as osp
 import torch
 
 _applied = False
+# The training state loaded by load_resume_state, until the train loader exists to align it with.
+_resume_state_to_align = None
 
 # The frozen teacher of DistillSNNModel. BasicSR's resume rewrites `pretrain_network_<x>` for every
 # `network_<x>`; the teacher is never checkpointed, so resume must leave its path and key alone.
@@ -135,7 +138,45 @@ def load_resume_state(opt):
     basicsr.train.check_resume(opt, resume_state['iter'])
     if teacher_param_key is not None:
         opt['path']['param_key_t'] = teacher_param_key
+    global _resume_state_to_align
+    _resume_state_to_align = resume_state
     return resume_state
+
+
+def _wrap_create_train_val_dataloader(original):
+    """Resume in the data order of an uninterrupted run.
+
+    BasicSR restarts the saved epoch from its first batch, so a run resumed at the end of epoch
+    k trains epoch k's order again and one resumed mid-epoch repeats the batches it already saw.
+    The epoch is recomputed from the iteration, and the sampler skips what that epoch consumed.
+    """
+
+    @functools.wraps(original)
+    def create_train_val_dataloader(opt, logger):
+        global _resume_state_to_align
+        result = original(opt, logger)
+        train_loader, train_sampler = result[:2]
+        if _resume_state_to_align is not None:
+            done = _resume_state_to_align['iter']
+            epoch, batches_done = divmod(done, len(train_loader))
+            _resume_state_to_align['epoch'] = epoch
+            train_sampler.resume_skip = (epoch, batches_done * train_loader.batch_size)
+            _resume_state_to_align = None
+        return result
+
+    return create_train_val_dataloader
+
+
+def _enlarged_sampler_iter(original_iter):
+
+    @functools.wraps(original_iter)
+    def __iter__(self):  # noqa: N807
+        epoch, skipped = getattr(self, 'resume_skip', (None, 0))
+        indices = original_iter(self)
+        return itertools.islice(indices, skipped, None) if epoch == self.epoch else indices
+
+    __iter__.__wrapped_by_basicsr_snn__ = True
+    return __iter__
 
 
 def model_to_device(self, net):
@@ -162,6 +203,7 @@ def apply():
 
     import basicsr.test
     import basicsr.train
+    from basicsr.data.data_sampler import EnlargedSampler
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import options
 
@@ -170,5 +212,9 @@ def apply():
         options.parse_options = basicsr.train.parse_options = basicsr.test.parse_options = wrapped
     options.init_dist = init_dist
     basicsr.train.load_resume_state = load_resume_state
+    basicsr.train.create_train_val_dataloader = _wrap_create_train_val_dataloader(
+        basicsr.train.create_train_val_dataloader)
+    if not getattr(EnlargedSampler.__iter__, '__wrapped_by_basicsr_snn__', False):
+        EnlargedSampler.__iter__ = _enlarged_sampler_iter(EnlargedSampler.__iter__)
     BaseModel.model_to_device = model_to_device
     _applied = True

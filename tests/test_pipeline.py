@@ -1,6 +1,7 @@
 """BasicSR's own train/test pipelines through basicsr_snn's entry points, on CPU."""
 import re
 
+import pytest
 import torch
 
 import basicsr_snn  # noqa: F401  (a spawned worker re-imports this module, and with it the fixes)
@@ -111,3 +112,26 @@ def test_auto_resume_continues_from_saved_iteration(tmp_path):
     assert printed_iters == [3, 4]
     assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['tiny_resume']
     assert (tmp_path / 'experiments' / 'tiny_resume' / 'training_states' / '4.state').is_file()
+
+
+@pytest.mark.parametrize('stop_at', [2, 3], ids=['epoch_boundary', 'mid_epoch'])
+def test_resumed_run_equals_uninterrupted(tmp_path, stop_at):
+    data = write_paired_folder(tmp_path / 'data', size=16)
+
+    def options(name, total_iter):
+        opt = sr_model_options(data, name, total_iter=total_iter, save_freq=1)
+        # whole-image crops, no flips: the data order is then the only randomness in training
+        opt['datasets']['train'].update(use_hflip=False, use_rot=False)
+        opt['val']['val_freq'] = 100
+        return write_options(tmp_path / f'{name}_{total_iter}.yml', opt)
+
+    run_entry_point(TRAIN_SCRIPT, options('whole', 6), cwd=tmp_path)
+    run_entry_point(TRAIN_SCRIPT, options('resumed', stop_at), cwd=tmp_path)
+    run_entry_point(TRAIN_SCRIPT, options('resumed', 6), '--auto_resume', cwd=tmp_path)
+
+    def weights(name):
+        return torch.load(tmp_path / 'experiments' / name / 'models' / 'net_g_6.pth')['params']
+
+    whole, resumed = weights('whole'), weights('resumed')
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=1e-6, msg=key)
