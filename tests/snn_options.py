@@ -9,9 +9,6 @@ import torch
 import basicsr_snn  # noqa: F401  (fixes basicsr's imports, registers the plugin)
 from basicsr_snn.models.snn_model import build_network_from_options
 
-# Tiny tensors: extra threads only contend for the shared cores (each op would wait on the others).
-torch.set_num_threads(1)
-
 # 3 channels: BasicSR's PairedImageDataset reads every PNG as color.
 STUDENT = {'type': 'SpikerIR', 'in_ch': 3, 'out_ch': 3, 'dim': 4, 'T': 2, 'attention': False}
 TEACHER = {'type': 'Restormer', 'inp_channels': 3, 'out_channels': 3, 'dim': 8, 'num_blocks': [1, 1, 1, 1],

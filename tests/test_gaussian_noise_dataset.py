@@ -1,6 +1,5 @@
 """GaussianNoiseDataset: noise statistics, determinism, options and errors."""
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path

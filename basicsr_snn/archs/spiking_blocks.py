@@ -1,0 +1,188 @@
+"""Building blocks of the spiking UNet (``SpikerIR``) and of its ReLU twin.
+
+Every block works in spikingjelly's multi-step mode: tensors are sequences ``(T, B, C, H, W)``
+and stateless layers fold time into the batch. Blocks receive a :class:`NeuronSpec` that says
+which neuron to build, so the same construction code gives the spiking network and, with
+``neuron='relu'``, the same-architecture ANN used for energy comparisons.
+
+Where the spikes go: every convolution inside these blocks is fed by a neuron's output, so in
+the spiking network all of them are spike-driven (accumulates, no multiplies). Analog inputs
+are confined to the network's encoding layer and output head, the attention gates and the
+additions between blocks.
+"""
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from spikingjelly.activation_based import layer, neuron, surrogate
+from torch import nn
+
+from basicsr_snn.archs.arch_utils import check_choice
+
+SPIKING_NEURONS = ('lif', 'plif', 'if')
+SURROGATES = {'atan': surrogate.ATan, 'sigmoid': surrogate.Sigmoid}
+
+
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """What neuron every block builds, checked once at construction.
+
+    Args:
+        neuron (str): ``'lif'``, ``'plif'`` (learnable tau), ``'if'`` (no leak), or ``'relu'``
+            for the non-spiking twin. Default: ``'lif'``.
+        tau (float): membrane time constant of LIF / initial one of PLIF; must exceed 1.
+            Ignored by IF and ReLU. Default: 2.
+        v_threshold (float): firing threshold; also sets the initial scale of the
+            threshold-dependent batch norms (for ReLU it only sets that scale). Default: 0.15.
+        detach_reset (bool): detach the reset from the graph (spikingjelly option). Default: False.
+        surrogate (str): surrogate gradient, ``'atan'`` or ``'sigmoid'``. Default: ``'atan'``.
+        surrogate_alpha (float | None): sharpness of the surrogate; None keeps spikingjelly's
+            default (2 for atan, 4 for sigmoid). Default: None.
+
+    Spiking neurons follow ESDNet: the input is not divided by tau (``decay_input=False``) and
+    the membrane is hard-reset to 0 after a spike.
+    """
+    neuron: str = 'lif'
+    tau: float = 2.
+    v_threshold: float = 0.15
+    detach_reset: bool = False
+    surrogate: str = 'atan'
+    surrogate_alpha: Optional[float] = None
+
+    def __post_init__(self):
+        check_choice('neuron', self.neuron, SPIKING_NEURONS + ('relu', ))
+        check_choice('surrogate', self.surrogate, tuple(SURROGATES))
+        if self.neuron in ('lif', 'plif') and not self.tau > 1:
+            raise ValueError(f'tau must be > 1 for neuron {self.neuron!r}, got {self.tau!r}')
+        if not self.v_threshold > 0:
+            raise ValueError(f'v_threshold must be > 0, got {self.v_threshold!r}')
+        if self.surrogate_alpha is not None and not self.surrogate_alpha > 0:
+            raise ValueError(f'surrogate_alpha must be > 0 or None, got {self.surrogate_alpha!r}')
+
+    @property
+    def is_spiking(self):
+        return self.neuron != 'relu'
+
+    def build(self):
+        """A new multi-step neuron module (or ``nn.ReLU``), applied to ``(T, B, C, H, W)``."""
+        if self.neuron == 'relu':
+            return nn.ReLU()
+        alpha = {} if self.surrogate_alpha is None else {'alpha': self.surrogate_alpha}
+        common = dict(
+            v_threshold=self.v_threshold,
+            v_reset=0.,
+            surrogate_function=SURROGATES[self.surrogate](**alpha),
+            detach_reset=self.detach_reset,
+            step_mode='m')
+        if self.neuron == 'lif':
+            return neuron.LIFNode(tau=self.tau, decay_input=False, **common)
+        if self.neuron == 'plif':
+            return neuron.ParametricLIFNode(init_tau=self.tau, decay_input=False, **common)
+        return neuron.IFNode(**common)
+
+    def norm(self, channels, alpha=1.):
+        """Threshold-dependent batch norm (statistics over time and batch), weight alpha * v_th.
+
+        Use ``alpha = 1 / sqrt(2)`` for the two branches summed at a residual junction, as the
+        tdBN paper prescribes, so the sum keeps the scale of a single branch.
+        """
+        return layer.ThresholdDependentBatchNorm2d(alpha=alpha, v_th=self.v_threshold, num_features=channels)
+
+
+def conv3x3(in_channels, out_channels, stride=1):
+    return layer.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, step_mode='m')
+
+
+def conv1x1(in_channels, out_channels):
+    return layer.Conv2d(in_channels, out_channels, 1, bias=False, step_mode='m')
+
+
+def multi_dimensional_attention(T, channels, channel_reduction=4):
+    """spikingjelly's temporal -> channel -> spatial attention (MA-SNN) for ``(T, B, C, H, W)``.
+
+    The temporal MLP keeps T hidden units (its weights therefore depend on T); the channel MLP
+    squeezes C by ``channel_reduction`` but keeps at least two hidden units where C allows, since
+    a single ReLU unit that starts dead never receives a gradient. The output is
+    ``relu(x * gates)``, analog.
+    """
+    reduction_c = max(1, min(channel_reduction, channels // 2))
+    return layer.MultiDimensionalAttention(T=T, C=channels, reduction_t=1, reduction_c=reduction_c, kernel_size=3)
+
+
+class SpikingResidualBlock(nn.Module):
+    """Spiking residual block: ``(T, B, C_in, H, W) -> (T, B, C_out, H, W)``, analog output.
+
+    ``s = neuron(x)``; main branch ``conv3x3 -> tdBN -> neuron -> conv3x3 -> tdBN`` on ``s``;
+    shortcut branch ``conv1x1 -> tdBN`` on the same spikes ``s``; output = main + shortcut.
+    The shortcut reads the spikes rather than ``x`` so that no convolution of the block sees
+    analog input. With attention, the gates rescale the main branch before the sum.
+
+    Args:
+        in_channels (int), out_channels (int): widths.
+        spec (NeuronSpec): the neurons to build.
+        attention (nn.Module | None): multi-step module applied to the main branch.
+    """
+
+    def __init__(self, in_channels, out_channels, spec, attention=None):
+        super().__init__()
+        self.neuron1 = spec.build()
+        self.conv1 = conv3x3(in_channels, out_channels)
+        self.norm1 = spec.norm(out_channels)
+        self.neuron2 = spec.build()
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.norm2 = spec.norm(out_channels, alpha=1 / math.sqrt(2))
+        self.shortcut_conv = conv1x1(in_channels, out_channels)
+        self.shortcut_norm = spec.norm(out_channels, alpha=1 / math.sqrt(2))
+        self.attention = attention
+
+    def forward(self, x):
+        spikes = self.neuron1(x)
+        out = self.norm2(self.conv2(self.neuron2(self.norm1(self.conv1(spikes)))))
+        if self.attention is not None:
+            out = self.attention(out)
+        return out + self.shortcut_norm(self.shortcut_conv(spikes))
+
+
+class SpikingLevel(nn.Sequential):
+    """``num_blocks`` residual blocks of one width: ``(T, B, C, H, W) -> (T, B, C, H, W)``.
+
+    With ``attention``, every block rescales its main branch with
+    :func:`multi_dimensional_attention` (whose temporal weights need ``T``).
+    """
+
+    def __init__(self, channels, num_blocks, spec, T, attention):
+        super().__init__(*[
+            SpikingResidualBlock(channels, channels, spec,
+                                 multi_dimensional_attention(T, channels) if attention else None)
+            for _ in range(num_blocks)
+        ])
+
+
+class SpikingDownsample(nn.Sequential):
+    """``neuron -> conv3x3 stride 2 -> tdBN``: ``(T, B, C_in, H, W) -> (T, B, C_out, H/2, W/2)``."""
+
+    def __init__(self, in_channels, out_channels, spec):
+        super().__init__(spec.build(), conv3x3(in_channels, out_channels, stride=2), spec.norm(out_channels))
+
+
+class SpikingUpsample(nn.Sequential):
+    """``neuron -> 2x2 transposed conv stride 2 -> tdBN``: ``(T, B, C_in, H, W) -> (T, B, C_out, 2H, 2W)``.
+
+    A stride-2 2x2 transposed convolution equals a 1x1 convolution followed by a pixel shuffle:
+    each output pixel reads one input pixel, so spikes stay spikes up to the accumulation.
+    """
+
+    def __init__(self, in_channels, out_channels, spec):
+        super().__init__(spec.build(),
+                         layer.ConvTranspose2d(in_channels, out_channels, 2, stride=2, bias=False, step_mode='m'),
+                         spec.norm(out_channels))
+
+
+
+
+def rate_encode(x, T):
+    """Bernoulli spikes ``(T, B, C, H, W)`` firing with probability ``clamp(x, 0, 1)``, drawn anew at each step."""
+    return torch.bernoulli(x.clamp(0, 1).unsqueeze(0).expand(T, *x.shape))

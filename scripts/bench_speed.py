@@ -1,0 +1,229 @@
+"""Speed and memory of SpikerIR (both presets, T = 1, 2, 4, 8) and of its ReLU twin.
+
+    python scripts/bench_speed.py --out /tmp/bench.json          # full: batch 8 of 64x64, 256x256 inference
+    python scripts/bench_speed.py --quick                        # tiny sizes, under a minute
+    python scripts/bench_speed.py --device cuda --out bench_gpu.json
+
+For every network (gray in/out, attention on, direct encoding) it measures:
+
+* ``train_step_s``: median wall time of one training step (forward, L1 loss, backward, Adam
+  step) on a random batch, after warm-up steps; ``train_step_cpu_s``: the median CPU time the
+  process used for it (all threads), which other processes sharing the cores disturb less.
+* ``train_peak_mb``: peak memory of those steps above the memory in use before them (model,
+  optimizer state after warm-up, batch). On CPU, the process's resident-set high-water mark
+  (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` before the steps, after returning
+  freed heap memory with ``malloc_trim``); it counts every allocation, not only tensors, and
+  is ``null`` where the kernel does not offer the reset. On CUDA, ``torch.cuda`` peak
+  allocated memory.
+* ``infer_s``, ``infer_cpu_s`` and ``infer_peak_mb``: the same for one image in eval mode
+  without gradients.
+
+The table ends with the step-time ratio SNN(T=4) / ReLU twin for each preset. Timings depend on
+what else runs on the machine: say so when reporting them. On a machine shared with other work,
+``--threads 1`` avoids OpenMP workers spinning while they wait for a core.
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TIME_STEPS = (1, 2, 4, 8)
+FULL = dict(batch=8, size=64, infer_size=256, warmup=1, steps=3, infer_repeats=2)
+QUICK = dict(batch=2, size=16, infer_size=32, warmup=1, steps=2, infer_repeats=1)
+
+
+class PeakMemory:
+    """Peak memory (MB) used inside a ``with`` block above the memory in use when it started."""
+
+    def __init__(self, device):
+        self.device = device
+        self.peak_mb = None
+
+    @staticmethod
+    def _status_kb(field):
+        with open('/proc/self/status', encoding='ascii') as status:
+            for line in status:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return self
+        try:
+            ctypes.CDLL('libc.so.6').malloc_trim(0)
+            with open('/proc/self/clear_refs', 'w', encoding='ascii') as clear_refs:
+                clear_refs.write('5')  # resets VmHWM to the current resident set
+            self._start = self._status_kb('VmRSS')
+        except OSError:
+            self._start = None
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
+        elif self._start is not None:
+            self.peak_mb = (self._status_kb('VmHWM') - self._start) / 1024
+        return False
+
+
+def synchronize(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_calls(function, repeats, device):
+    """Median wall and process-CPU seconds of ``repeats`` calls, and the peak memory they used."""
+    wall_times, cpu_times = [], []
+    with PeakMemory(device) as memory:
+        for _ in range(repeats):
+            synchronize(device)
+            wall_start, cpu_start = time.perf_counter(), time.process_time()
+            function()
+            synchronize(device)
+            wall_times.append(time.perf_counter() - wall_start)
+            cpu_times.append(time.process_time() - cpu_start)
+    return statistics.median(wall_times), statistics.median(cpu_times), memory.peak_mb
+
+
+def measure_training(model, device, batch, size, warmup, steps):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    lq = torch.rand(batch, 1, size, size, device=device)
+    gt = torch.rand(batch, 1, size, size, device=device)
+
+    def step():
+        loss = (model(lq) - gt).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    for _ in range(warmup):
+        step()
+    return time_calls(step, steps, device)
+
+
+def measure_inference(model, device, size, repeats):
+    image = torch.rand(1, 1, size, size, device=device)
+    model.eval()
+    with torch.no_grad():
+        model(image)
+        return time_calls(lambda: model(image), repeats, device)
+
+
+def cpu_name():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
+            return next(line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def networks():
+    """(label, preset, T, architecture options) for every benchmarked network."""
+    from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
+    for preset, options in SPIKERIR_PRESETS.items():
+        for steps in TIME_STEPS:
+            yield 'SpikerIR', preset, steps, dict(options, T=steps)
+        yield 'SpikerIRReLU', preset, 1, dict(options)
+
+
+def run(args):
+    import basicsr_snn  # noqa: F401
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    sizes = QUICK if args.quick else FULL
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for arch, preset, steps, options in networks():
+        torch.manual_seed(0)
+        model = ARCH_REGISTRY.get(arch)(in_ch=1, out_ch=1, **options).to(device)
+        train = measure_training(model, device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
+        infer = measure_inference(model, device, sizes['infer_size'], sizes['infer_repeats'])
+        rows.append(
+            dict(
+                arch=arch,
+                preset=preset,
+                T=steps,
+                params=sum(p.numel() for p in model.parameters()),
+                **dict(zip(('train_step_s', 'train_step_cpu_s', 'train_peak_mb'), train)),
+                **dict(zip(('infer_s', 'infer_cpu_s', 'infer_peak_mb'), infer))))
+        print(format_row(rows[-1]), flush=True)
+    ratios = {}
+    for preset in sorted({row['preset'] for row in rows}):
+        snn = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIR' and r['T'] == 4)
+        ann = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIRReLU')
+        ratios[preset] = {key: snn[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
+    return dict(
+        setup=dict(
+            device=str(device),
+            device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_name(),
+            cpu_count=os.cpu_count(),
+            torch_threads=torch.get_num_threads(),
+            torch=torch.__version__,
+            channels=1,
+            **sizes),
+        rows=rows,
+        train_step_ratio_snn_T4_over_relu=ratios)
+
+
+# (row key, title, width, format); text columns are left-aligned, numbers right-aligned
+COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('T', 'T', 2, '{}'),
+           ('params', 'params', 9, '{}'), ('train_step_s', 'train s', 8, '{:.3f}'),
+           ('train_step_cpu_s', 'cpu s', 8, '{:.3f}'), ('train_peak_mb', 'train MB', 8, '{:.0f}'),
+           ('infer_s', 'infer s', 8, '{:.3f}'), ('infer_cpu_s', 'cpu s', 8, '{:.3f}'),
+           ('infer_peak_mb', 'infer MB', 8, '{:.0f}'))
+
+
+def format_line(texts):
+    return ' '.join(
+        text.ljust(width) if key in ('arch', 'preset') else text.rjust(width)
+        for text, (key, _, width, _) in zip(texts, COLUMNS))
+
+
+def format_header():
+    return format_line([title for _, title, _, _ in COLUMNS])
+
+
+def format_row(row):
+    return format_line(['n/a' if row[key] is None else fmt.format(row[key]) for key, _, _, fmt in COLUMNS])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help='tiny sizes and few steps (a smoke run)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--out', help='write the results as JSON to this path')
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    print(f'batch {sizes["batch"]} x {sizes["size"]}x{sizes["size"]} training, '
+          f'{sizes["infer_size"]}x{sizes["infer_size"]} inference, device {args.device}')
+    print(format_header())
+    results = run(args)
+    for preset, ratio in results['train_step_ratio_snn_T4_over_relu'].items():
+        print(f'train-step ratio SpikerIR(T=4) / SpikerIRReLU, {preset}: {ratio["train_step_s"]:.2f} (wall), '
+              f'{ratio["train_step_cpu_s"]:.2f} (CPU time)')
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
+        print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,132 @@
+"""Restormer (the paper's teacher) and BasicSR's own archs used unchanged as teachers."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import basicsr_snn  # noqa: F401  (registers the archs)
+from basicsr.utils.registry import ARCH_REGISTRY
+from basicsr_snn.archs.restormer_arch import MDTA, RESTORMER_PRESETS, ChannelLayerNorm, Restormer
+
+SMALL = RESTORMER_PRESETS['small']
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)
+
+
+def count_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_paper_configuration_has_the_published_parameter_count():
+    with torch.device('meta'):
+        model = ARCH_REGISTRY.get('Restormer')()
+    assert count_params(model) == pytest.approx(26.1e6, rel=0.01)
+    assert count_params(model) == 26_126_644
+
+
+def test_small_preset_parameter_count():
+    assert count_params(Restormer(**SMALL)) == 208_225
+    assert count_params(Restormer(inp_channels=1, out_channels=1, **SMALL)) == 207_793
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize('size', [(17, 23), (40, 24)])
+@pytest.mark.parametrize('layer_norm_type', ['WithBias', 'BiasFree'])
+def test_output_has_the_input_shape(channels, size, layer_norm_type):
+    model = Restormer(inp_channels=channels, out_channels=channels, LayerNorm_type=layer_norm_type, **SMALL).eval()
+    x = torch.rand(1, channels, *size)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_backward_fills_every_gradient():
+    model = Restormer(inp_channels=1, out_channels=1, **SMALL)
+    x = torch.rand(2, 1, 16, 16)
+    (model(x) - x).abs().mean().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_dual_pixel_variant_maps_six_channels_to_three():
+    model = Restormer(inp_channels=6, out_channels=3, dual_pixel_task=True, **SMALL)
+    assert model(torch.rand(1, 6, 16, 16)).shape == (1, 3, 16, 16)
+
+
+def test_mdta_equals_per_head_channel_attention():
+    dim, heads = 8, 2
+    attention = MDTA(dim, heads, bias=False)
+    with torch.no_grad():
+        attention.temperature.copy_(torch.tensor([0.5, 2.]).view(2, 1, 1))
+    x = torch.randn(2, dim, 5, 6)
+    qkv = attention.qkv_dwconv(attention.qkv(x)).flatten(2)
+    query, key, value = qkv.chunk(3, dim=1)
+    width = dim // heads
+    outputs = []
+    for head in range(heads):
+        part = slice(head * width, (head + 1) * width)
+        q, k = F.normalize(query[:, part], dim=-1), F.normalize(key[:, part], dim=-1)
+        weights = torch.softmax(q @ k.transpose(1, 2) * attention.temperature[head], dim=-1)
+        outputs.append(weights @ value[:, part])
+    expected = attention.project_out(torch.cat(outputs, 1).view(2, dim, 5, 6))
+    torch.testing.assert_close(attention(x), expected)
+
+
+def test_layer_norms_normalise_each_pixel_over_channels():
+    x = torch.randn(2, 6, 3, 4) * 3 + 1
+    mean = x.mean(1, keepdim=True)
+    var = x.var(1, keepdim=True, unbiased=False)
+    torch.testing.assert_close(ChannelLayerNorm(6, 'WithBias')(x), (x - mean) / torch.sqrt(var + 1e-5))
+    torch.testing.assert_close(ChannelLayerNorm(6, 'BiasFree')(x), x / torch.sqrt(var + 1e-5))
+
+
+def test_parameter_names_follow_the_authors_release():
+    names = set(Restormer(**SMALL).state_dict())
+    for expected in ('patch_embed.proj.weight', 'encoder_level1.0.norm1.body.weight',
+                     'encoder_level1.0.norm1.body.bias', 'encoder_level1.0.attn.temperature',
+                     'encoder_level1.0.attn.qkv_dwconv.weight', 'latent.0.ffn.project_in.weight',
+                     'down1_2.body.0.weight', 'up4_3.body.0.weight', 'reduce_chan_level3.weight',
+                     'decoder_level1.0.ffn.dwconv.weight', 'refinement.0.attn.project_out.weight', 'output.weight'):
+        assert expected in names
+
+
+@pytest.mark.parametrize('options, key', [
+    (dict(heads=(1, 3, 4, 8)), 'heads'),
+    (dict(num_blocks=(1, 1, 1)), 'num_blocks'),
+    (dict(LayerNorm_type='RMS'), 'LayerNorm_type'),
+    (dict(dim=7), 'dim'),
+    (dict(out_channels=1), 'out_channels'),
+])
+def test_invalid_options_name_the_option(options, key):
+    with pytest.raises(ValueError, match=key):
+        Restormer(**{**SMALL, **options})
+
+
+def test_basicsr_swinir_for_denoising_works_as_a_teacher():
+    model = ARCH_REGISTRY.get('SwinIR')(
+        upscale=1,
+        img_range=1.,
+        upsampler='',
+        in_chans=1,
+        img_size=16,
+        window_size=4,
+        embed_dim=12,
+        depths=[1],
+        num_heads=[2],
+        mlp_ratio=2).eval()
+    x = torch.rand(1, 1, 16, 24)
+    with torch.no_grad():
+        assert model(x).shape == x.shape
+        # BasicSR 1.4.2's SwinIR does not pad: sides must be multiples of window_size
+        with pytest.raises(RuntimeError):
+            model(torch.rand(1, 1, 17, 23))
+
+
+def test_basicsr_ridnet_works_as_a_teacher():
+    model = ARCH_REGISTRY.get('RIDNet')(in_channels=3, mid_channels=16, out_channels=3, num_block=1).eval()
+    x = torch.rand(1, 3, 17, 23)
+    with torch.no_grad():
+        assert model(x).shape == x.shape
