@@ -5,8 +5,9 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from spikingjelly.activation_based import functional, layer
 from torch import nn
 
+from basicsr_snn.archs.arch_utils import check_choice, pad_to_multiple
 from basicsr_snn.archs.spiking_blocks import (NeuronSpec, SpikingDownsample, SpikingLevel, SpikingUpsample,
-                                              check_choice, pad_to_multiple, rate_encode)
+                                              rate_encode)
 
 SPIKERIR_PRESETS = {
     # near the 0.07M parameters the paper states for its student
