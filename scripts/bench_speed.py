@@ -1,4 +1,5 @@
-"""Speed and memory of SpikerIR (both presets, T = 1, 2, 4, 8) and of its ReLU twin.
+"""Speed and memory of SpikerIR (both presets, T = 1, 2, 4, 8), of its ReLU twin, and of a
+distillation step against a scratch step.
 
     python scripts/bench_speed.py --out /tmp/bench.json          # full: batch 8 of 64x64, 256x256 inference
     python scripts/bench_speed.py --quick                        # tiny sizes, under a minute
@@ -18,7 +19,13 @@ For every network (gray in/out, attention on, direct encoding) it measures:
 * ``infer_s``, ``infer_cpu_s`` and ``infer_peak_mb``: the same for one image in eval mode
   without gradients.
 
-The table ends with the step-time ratio SNN(T=4) / ReLU twin for each preset. Timings depend on
+A second table times whole training iterations of the models (``feed_data`` +
+``optimize_parameters``, the L1 + 0.1 FFT task loss, neuron reset) for the small student of
+``options/demo/*.yml``: ``SNNModel`` from scratch, and ``DistillSNNModel`` with the demo's three
+decoder hints against the small Restormer and against the paper's Restormer (26.1M parameters,
+random weights: speed does not depend on them). The difference is the teacher's share.
+
+The tables end with the step-time ratio SNN(T=4) / ReLU twin for each preset. Timings depend on
 what else runs on the machine: say so when reporting them. On a machine shared with other work,
 ``--threads 1`` avoids OpenMP workers spinning while they wait for a core.
 """
@@ -33,10 +40,12 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TIME_STEPS = (1, 2, 4, 8)
 FULL = dict(batch=8, size=64, infer_size=256, warmup=1, steps=3, infer_repeats=2)
 QUICK = dict(batch=2, size=16, infer_size=32, warmup=1, steps=2, infer_repeats=1)
@@ -125,6 +134,56 @@ def measure_inference(model, device, size, repeats):
         return time_calls(lambda: model(image), repeats, device)
 
 
+def training_model(option_file, device, work_dir, teacher=None):
+    """A BasicSR model for training from one of the demo option files, with no data or checkpoints."""
+    from basicsr.models import build_model
+    opt = yaml.safe_load(Path(option_file).read_text())
+    opt.pop('datasets')
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=int(device.type == 'cuda'),
+               logger={'print_freq': 10**9, 'use_tb_logger': False})
+    opt['path'] = dict(experiments_root=str(work_dir), models=str(work_dir), training_states=str(work_dir),
+                       visualization=str(work_dir))
+    if teacher is not None:
+        opt['network_t'] = teacher
+        opt['train']['distill']['allow_random_teacher'] = True
+    return build_model(opt)
+
+
+def measure_model_steps(device, batch, size, warmup, steps):
+    """(label, teacher parameters, train-step times) of scratch and distillation iterations."""
+    import tempfile
+    from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
+    demo = REPO_ROOT / 'options' / 'demo'
+    runs = [('scratch (SNNModel)', demo / 'train_snn_demo.yml', None)]
+    for preset in ('small', 'paper'):
+        teacher = dict(type='Restormer', inp_channels=1, out_channels=1, **RESTORMER_PRESETS[preset])
+        runs.append((f'H-KD, Restormer {preset}', demo / 'distill_demo.yml', teacher))
+    batch_data = {'lq': torch.rand(batch, 1, size, size), 'gt': torch.rand(batch, 1, size, size)}
+    rows = []
+    with tempfile.TemporaryDirectory() as work_dir:
+        for label, option_file, teacher in runs:
+            torch.manual_seed(0)
+            model = training_model(option_file, device, Path(work_dir), teacher)
+            iteration = iter(range(1, 10**9))
+
+            def step():
+                model.feed_data(batch_data)
+                model.optimize_parameters(next(iteration))
+
+            for _ in range(warmup):
+                step()
+            wall, cpu, peak = time_calls(step, steps, device)
+            teacher_params = sum(p.numel() for p in model.net_t.parameters()) if teacher else 0
+            rows.append(dict(run=label, teacher_params=teacher_params, train_step_s=wall, train_step_cpu_s=cpu,
+                             train_peak_mb=peak))
+            print(f'{label:<26} {teacher_params:>10} {wall:>8.3f} {cpu:>8.3f} '
+                  f'{"n/a" if peak is None else f"{peak:.0f}":>8}', flush=True)
+    scratch = rows[0]['train_step_cpu_s']
+    for row in rows:
+        row['cpu_time_over_scratch'] = row['train_step_cpu_s'] / scratch
+    return rows
+
+
 def cpu_name():
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
@@ -170,6 +229,8 @@ def run(args):
         snn = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIR' and r['T'] == 4)
         ann = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIRReLU')
         ratios[preset] = {key: snn[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
+    print(f'\n{"training iteration":<26} {"teacher":>10} {"train s":>8} {"cpu s":>8} {"train MB":>8}')
+    model_steps = measure_model_steps(device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
     return dict(
         setup=dict(
             device=str(device),
@@ -180,7 +241,8 @@ def run(args):
             channels=1,
             **sizes),
         rows=rows,
-        train_step_ratio_snn_T4_over_relu=ratios)
+        train_step_ratio_snn_T4_over_relu=ratios,
+        model_steps=model_steps)
 
 
 # (row key, title, width, format); text columns are left-aligned, numbers right-aligned
@@ -220,6 +282,8 @@ def main():
     for preset, ratio in results['train_step_ratio_snn_T4_over_relu'].items():
         print(f'train-step ratio SpikerIR(T=4) / SpikerIRReLU, {preset}: {ratio["train_step_s"]:.2f} (wall), '
               f'{ratio["train_step_cpu_s"]:.2f} (CPU time)')
+    for row in results['model_steps'][1:]:
+        print(f'{row["run"]}: {row["cpu_time_over_scratch"]:.2f} x the CPU time of a scratch iteration')
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
         print(f'wrote {args.out}')
