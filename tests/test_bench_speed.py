@@ -1,0 +1,26 @@
+"""scripts/bench_speed.py --quick runs end to end and writes complete figures."""
+import json
+import math
+import subprocess
+import sys
+
+from pipeline_utils import REPO_ROOT
+
+
+def test_bench_speed_quick_writes_every_figure(tmp_path):
+    out = tmp_path / 'speed.json'
+    subprocess.run([sys.executable, str(REPO_ROOT / 'scripts' / 'bench_speed.py'), '--quick', '--threads', '1',
+                    '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
+    results = json.loads(out.read_text())
+
+    assert {(row['arch'], row['preset'], row['T']) for row in results['rows']} == {
+        *(('SpikerIR', preset, T) for preset in ('small', 'base') for T in (1, 2, 4, 8)),
+        ('SpikerIRReLU', 'small', 1), ('SpikerIRReLU', 'base', 1)}
+    for row in results['rows']:
+        assert row['train_step_s'] > 0 and row['infer_s'] > 0 and row['params'] > 0
+    assert set(results['train_step_ratio_snn_T4_over_relu']) == {'small', 'base'}
+
+    steps = {row['run']: row for row in results['model_steps']}
+    assert steps['scratch (SNNModel)']['teacher_params'] == 0
+    assert steps['H-KD, Restormer paper']['teacher_params'] == 26_124_052
+    assert all(math.isfinite(row['cpu_time_over_scratch']) and row['train_step_s'] > 0 for row in steps.values())
