@@ -3,7 +3,7 @@
 From a BasicSR options file (``network_g`` = student, optional ``network_t`` = teacher,
 checkpoints from ``path.pretrain_network_g`` / ``path.pretrain_network_t``):
 
-    python scripts/energy_report.py -opt options/distill_spikerir_restormer.yml
+    python scripts/energy_report.py -opt options/distill_denoise.yml
 
 or from arch options (YAML / JSON mappings) and checkpoints:
 
