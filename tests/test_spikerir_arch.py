@@ -55,7 +55,6 @@ def test_output_has_the_input_shape(arch, channels, size):
     assert torch.isfinite(y).all()
 
 
-
 def test_padding_reflects_and_falls_back_to_replication_for_tiny_images():
     x = torch.arange(17 * 23, dtype=torch.float32).view(1, 1, 17, 23)
     padded = pad_to_multiple(x, 8)

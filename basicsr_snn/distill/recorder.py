@@ -14,7 +14,8 @@ from spikingjelly.activation_based import neuron
 #             spiking neuron module this is its firing rate
 #   membrane  mean over time of a spiking neuron's membrane potential v_seq (T, B, C, H, W)
 REDUCTIONS = ('none', 'mean', 'membrane')
-SPIKING_NEURON_TYPES = (neuron.BaseNode, )
+# Neurons that can keep their membrane potentials (store_v_seq); SimpleBaseNode cannot.
+MEMBRANE_NEURON_TYPES = (neuron.BaseNode, )
 
 
 def find_module(model, path, option_key):
@@ -80,7 +81,7 @@ class FeatureRecorder:
             raise ValueError(f'{option_key}: feature name {name!r} is recorded twice')
         module = find_module(self.model, path, option_key)
         if reduce == 'membrane':
-            if not isinstance(module, SPIKING_NEURON_TYPES):
+            if not isinstance(module, MEMBRANE_NEURON_TYPES):
                 raise ValueError(f'{option_key}: reduce: membrane needs a spiking neuron module, but {path!r} is a '
                                  f'{type(module).__name__}')
             module.store_v_seq = True
