@@ -10,8 +10,11 @@ from basicsr_snn.archs.arch_utils import pad_to_multiple
 from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS, SpikerIR
 from basicsr_snn.archs.spikerir_relu_arch import SpikerIRReLU
 
-# the parameter counts the README states (attention on, T = 4; the twin at T = 1 has 210 fewer)
-PRESET_PARAMS = {('small', 1): 66_641, ('small', 3): 66_823, ('base', 1): 6_030_015, ('base', 3): 6_031_745}
+# the parameter counts the README states (attention on, T = 4, membrane shortcut; the twin at T = 1
+# has 210 fewer; the spike shortcut adds a 1x1 conv + tdBN per block)
+PRESET_PARAMS = {('small', 1): 63_771, ('small', 3): 63_953, ('medium', 1): 493_795, ('medium', 3): 494_301,
+                 ('base', 1): 5_783_679, ('base', 3): 5_785_409}
+SPIKE_SHORTCUT_PARAMS = {'small': 66_641, 'medium': 515_187, 'base': 6_030_015}
 TINY = dict(dim=4, T=2)
 
 
@@ -37,6 +40,12 @@ def test_registered():
 def test_preset_parameter_counts(preset, channels):
     model = SpikerIR(in_ch=channels, out_ch=channels, **SPIKERIR_PRESETS[preset])
     assert count_params(model) == PRESET_PARAMS[preset, channels]
+
+
+@pytest.mark.parametrize('preset', sorted(SPIKE_SHORTCUT_PARAMS))
+def test_spike_shortcut_parameter_counts(preset):
+    model = SpikerIR(in_ch=1, out_ch=1, shortcut='spike', **SPIKERIR_PRESETS[preset])
+    assert count_params(model) == SPIKE_SHORTCUT_PARAMS[preset]
 
 
 def test_defaults_are_the_small_preset():
@@ -229,3 +238,47 @@ def test_invalid_choices_list_the_valid_ones():
         SpikerIR(neuron='alif')
     with pytest.raises(ValueError, match=r"neuron must be one of \('relu',\)"):
         SpikerIRReLU(neuron='lif')
+
+
+@pytest.mark.parametrize('shortcut', ['membrane', 'spike'])
+@pytest.mark.parametrize('size', [(20, 20), (17, 29), (8, 8)])
+def test_every_convolution_after_the_encoding_reads_spikes(shortcut, size):
+    model = SpikerIR(in_ch=1, out_ch=1, **TINY, shortcut=shortcut)
+    inputs = {}
+    convs = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, nn.modules.conv._ConvNd) and not name.startswith(('embed', 'head'))
+             and '.attention.' not in name]
+    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: inputs.setdefault(name, args[0]))
+             for name, m in convs]
+    output = model(torch.rand(2, 1, *size))
+    assert output.shape == (2, 1, *size)
+    assert len(inputs) == len(convs) == len(hooks)
+    for name, value in inputs.items():
+        assert ((value == 0) | (value == 1)).all(), name
+
+
+def test_membrane_shortcut_adds_the_analog_input_unchanged():
+    model = SpikerIR(in_ch=1, out_ch=1, **TINY, attention=False)
+    block = model.encoder1[0]
+    assert block.identity_shortcut and not hasattr(block, 'shortcut_conv')
+    x = torch.randn(TINY['T'], 2, TINY['dim'], 8, 8)
+    main = block.norm2(block.conv2(block.neuron2(block.norm1(block.conv1(block.neuron1(x))))))
+    block.neuron1.reset()
+    block.neuron2.reset()
+    torch.testing.assert_close(block(x), main + x)
+
+
+def test_spike_shortcut_output_depends_on_spikes_only():
+    block = SpikerIR(in_ch=1, out_ch=1, **TINY, attention=False, shortcut='spike').encoder1[0]
+    block.eval()
+    x = torch.full((TINY['T'], 1, TINY['dim'], 4, 4), 0.5)  # fires at every step (threshold 0.15)
+    first = block(x)
+    block.neuron1.reset()
+    block.neuron2.reset()
+    torch.testing.assert_close(block(x * 3), first)  # same spikes, same output
+
+
+def test_twin_takes_the_shortcut_option():
+    twin = SpikerIRReLU(in_ch=1, out_ch=1, dim=4, shortcut='spike')
+    assert not twin.encoder1[0].identity_shortcut
+    assert SpikerIRReLU(in_ch=1, out_ch=1, dim=4).encoder1[0].identity_shortcut

@@ -6,12 +6,14 @@ from spikingjelly.activation_based import functional, layer
 from torch import nn
 
 from basicsr_snn.archs.arch_utils import check_choice, pad_to_multiple
-from basicsr_snn.archs.spiking_blocks import (NeuronSpec, SpikingDownsample, SpikingLevel, SpikingUpsample,
-                                              rate_encode)
+from basicsr_snn.archs.spiking_blocks import (SHORTCUTS, NeuronSpec, SpikingDownsample, SpikingLevel,
+                                              SpikingUpsample, rate_encode)
 
 SPIKERIR_PRESETS = {
     # near the 0.07M parameters the paper states for its student
     'small': dict(dim=5, enc_blocks=(1, 1, 1), latent_blocks=1, dec_blocks=(1, 1, 1)),
+    # near DnCNN's size (0.56M parameters)
+    'medium': dict(dim=14, enc_blocks=(1, 1, 1), latent_blocks=1, dec_blocks=(1, 1, 1)),
     # the 48/96/192/384 widths the paper also states
     'base': dict(dim=48, enc_blocks=(1, 1, 1), latent_blocks=1, dec_blocks=(1, 1, 1)),
 }
@@ -68,8 +70,10 @@ class SpikerIR(nn.Module):
     ==========  =====================================  ================================
 
     Each level is a sequence of :class:`SpikingResidualBlock` (neuron -> 3x3 conv -> tdBN,
-    twice, plus a 1x1 conv + tdBN shortcut on the same spikes), each optionally with
-    spikingjelly's multi-dimensional attention. Down-sampling: neuron -> stride-2 3x3 conv ->
+    twice, plus a shortcut), each optionally with spikingjelly's multi-dimensional attention.
+    The default membrane shortcut adds the block's analog input unchanged, so the embedded
+    image reaches the head through identities and skips; the spike shortcut (a 1x1 conv + tdBN
+    of the block's input spikes) re-quantises everything to spikes at every block. Down-sampling: neuron -> stride-2 3x3 conv ->
     tdBN; up-sampling: neuron -> stride-2 2x2 transposed conv -> tdBN. Skip connections add
     (cheaper than concatenation + 1x1 conv, and widths already match).
 
@@ -80,9 +84,11 @@ class SpikerIR(nn.Module):
     T*B*H*W values, a relative difference below 1 / (B*H*W).
 
     Presets (``SPIKERIR_PRESETS``; the defaults are ``'small'``), parameters with attention on
-    at T=4 for gray / color in-out: ``'small'`` dim 5, one block per level: 66,641 / 66,823;
-    ``'base'`` dim 48, one block per level: 6,030,015 / 6,031,745. The temporal attention has
-    2 T^2 weights per block, so other T change these counts slightly (T=1: 210 fewer).
+    at T=4 and the membrane shortcut, for gray / color in-out: ``'small'`` dim 5, one block per
+    level: 63,771 / 63,953; ``'medium'`` (DnCNN's size) dim 14: 493,795 / 494,301; ``'base'``
+    dim 48: 5,783,679 / 5,785,409. The spike shortcut adds a 1x1 conv + tdBN per block (small:
+    66,641 gray). The temporal attention has 2 T^2 weights per block, so other T change these
+    counts slightly (T=1: 210 fewer).
 
     Args:
         in_ch (int): input channels. Default: 3.
@@ -101,6 +107,8 @@ class SpikerIR(nn.Module):
         attention (bool): multi-dimensional attention in every residual block. Default: True.
         encoding (str): ``'direct'`` (the image at every step) or ``'rate'`` (Bernoulli spikes
             with probability clamp(pixel, 0, 1), different at every step). Default: ``'direct'``.
+        shortcut (str): residual shortcut of every block, ``'membrane'`` (identity of the analog
+            input) or ``'spike'`` (1x1 conv + tdBN of the input spikes). Default: ``'membrane'``.
     """
 
     neuron_choices = ('lif', 'plif', 'if')
@@ -122,7 +130,8 @@ class SpikerIR(nn.Module):
                  surrogate='atan',
                  surrogate_alpha=None,
                  attention=True,
-                 encoding='direct'):
+                 encoding='direct',
+                 shortcut='membrane'):
         super().__init__()
         _check_int('in_ch', in_ch, 1)
         if out_ch != in_ch:
@@ -135,24 +144,25 @@ class SpikerIR(nn.Module):
         check_choice('neuron', neuron, self.neuron_choices)
         check_choice('attention', attention, (True, False))
         check_choice('encoding', encoding, ENCODINGS)
+        check_choice('shortcut', shortcut, SHORTCUTS)
         spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha)
         self.T = T
         self.encoding = encoding
         widths = [dim * 2**level for level in range(4)]
         self.embed = nn.Sequential(layer.Conv2d(in_ch, dim, 3, padding=1, bias=False, step_mode='m'), spec.norm(dim))
-        self.encoder1 = SpikingLevel(widths[0], enc_blocks[0], spec, T, attention)
+        self.encoder1 = SpikingLevel(widths[0], enc_blocks[0], spec, T, attention, shortcut)
         self.down1 = SpikingDownsample(widths[0], widths[1], spec)
-        self.encoder2 = SpikingLevel(widths[1], enc_blocks[1], spec, T, attention)
+        self.encoder2 = SpikingLevel(widths[1], enc_blocks[1], spec, T, attention, shortcut)
         self.down2 = SpikingDownsample(widths[1], widths[2], spec)
-        self.encoder3 = SpikingLevel(widths[2], enc_blocks[2], spec, T, attention)
+        self.encoder3 = SpikingLevel(widths[2], enc_blocks[2], spec, T, attention, shortcut)
         self.down3 = SpikingDownsample(widths[2], widths[3], spec)
-        self.latent = SpikingLevel(widths[3], latent_blocks, spec, T, attention)
+        self.latent = SpikingLevel(widths[3], latent_blocks, spec, T, attention, shortcut)
         self.up3 = SpikingUpsample(widths[3], widths[2], spec)
-        self.decoder3 = SpikingLevel(widths[2], dec_blocks[2], spec, T, attention)
+        self.decoder3 = SpikingLevel(widths[2], dec_blocks[2], spec, T, attention, shortcut)
         self.up2 = SpikingUpsample(widths[2], widths[1], spec)
-        self.decoder2 = SpikingLevel(widths[1], dec_blocks[1], spec, T, attention)
+        self.decoder2 = SpikingLevel(widths[1], dec_blocks[1], spec, T, attention, shortcut)
         self.up1 = SpikingUpsample(widths[1], widths[0], spec)
-        self.decoder1 = SpikingLevel(widths[0], dec_blocks[0], spec, T, attention)
+        self.decoder1 = SpikingLevel(widths[0], dec_blocks[0], spec, T, attention, shortcut)
         self.head = nn.Conv2d(dim, out_ch, 3, padding=1)
 
     def _encode(self, x):

@@ -8,7 +8,7 @@ which neuron to build, so the same construction code gives the spiking network a
 Where the spikes go: every convolution inside these blocks is fed by a neuron's output, so in
 the spiking network all of them are spike-driven (accumulates, no multiplies). Analog inputs
 are confined to the network's encoding layer and output head, the attention gates and the
-additions between blocks.
+additions: the membrane shortcuts and the skips between levels.
 """
 import math
 from dataclasses import dataclass
@@ -22,8 +22,7 @@ from basicsr_snn.archs.arch_utils import check_choice
 
 SPIKING_NEURONS = ('lif', 'plif', 'if')
 SURROGATES = {'atan': surrogate.ATan, 'sigmoid': surrogate.Sigmoid}
-
-
+SHORTCUTS = ('membrane', 'spike')
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,6 @@ class NeuronSpec:
             raise ValueError(f'v_threshold must be > 0, got {self.v_threshold!r}')
         if self.surrogate_alpha is not None and not self.surrogate_alpha > 0:
             raise ValueError(f'surrogate_alpha must be > 0 or None, got {self.surrogate_alpha!r}')
-
-    @property
-    def is_spiking(self):
-        return self.neuron != 'relu'
 
     def build(self):
         """A new multi-step neuron module (or ``nn.ReLU``), applied to ``(T, B, C, H, W)``."""
@@ -115,34 +110,46 @@ def multi_dimensional_attention(T, channels, channel_reduction=4):
 class SpikingResidualBlock(nn.Module):
     """Spiking residual block: ``(T, B, C_in, H, W) -> (T, B, C_out, H, W)``, analog output.
 
-    ``s = neuron(x)``; main branch ``conv3x3 -> tdBN -> neuron -> conv3x3 -> tdBN`` on ``s``;
-    shortcut branch ``conv1x1 -> tdBN`` on the same spikes ``s``; output = main + shortcut.
-    The shortcut reads the spikes rather than ``x`` so that no convolution of the block sees
-    analog input. With attention, the gates rescale the main branch before the sum.
+    ``s = neuron(x)``; main branch ``conv3x3 -> tdBN -> neuron -> conv3x3 -> tdBN`` on ``s``,
+    rescaled by the attention gates when there is attention. The shortcut added to it:
+
+    * ``'membrane'``: ``x`` itself, the block's analog input (MS-ResNet's membrane shortcut), so
+      analog information passes the block instead of being re-quantised to spikes; where the
+      widths differ, ``conv1x1 -> tdBN`` of the spikes ``s`` instead. The addition costs one
+      accumulate per element.
+    * ``'spike'``: ``conv1x1 -> tdBN`` of the spikes ``s``: the output depends on spikes only.
+
+    Either way every convolution of the block reads spikes, never analog values.
 
     Args:
         in_channels (int), out_channels (int): widths.
         spec (NeuronSpec): the neurons to build.
         attention (nn.Module | None): multi-step module applied to the main branch.
+        shortcut (str): ``'membrane'`` or ``'spike'``. Default: ``'membrane'``.
     """
 
-    def __init__(self, in_channels, out_channels, spec, attention=None):
+    def __init__(self, in_channels, out_channels, spec, attention=None, shortcut='membrane'):
         super().__init__()
+        check_choice('shortcut', shortcut, SHORTCUTS)
         self.neuron1 = spec.build()
         self.conv1 = conv3x3(in_channels, out_channels)
         self.norm1 = spec.norm(out_channels)
         self.neuron2 = spec.build()
         self.conv2 = conv3x3(out_channels, out_channels)
         self.norm2 = spec.norm(out_channels, alpha=1 / math.sqrt(2))
-        self.shortcut_conv = conv1x1(in_channels, out_channels)
-        self.shortcut_norm = spec.norm(out_channels, alpha=1 / math.sqrt(2))
         self.attention = attention
+        self.identity_shortcut = shortcut == 'membrane' and in_channels == out_channels
+        if not self.identity_shortcut:
+            self.shortcut_conv = conv1x1(in_channels, out_channels)
+            self.shortcut_norm = spec.norm(out_channels, alpha=1 / math.sqrt(2))
 
     def forward(self, x):
         spikes = self.neuron1(x)
         out = self.norm2(self.conv2(self.neuron2(self.norm1(self.conv1(spikes)))))
         if self.attention is not None:
             out = self.attention(out)
+        if self.identity_shortcut:
+            return out + x
         return out + self.shortcut_norm(self.shortcut_conv(spikes))
 
 
@@ -150,13 +157,14 @@ class SpikingLevel(nn.Sequential):
     """``num_blocks`` residual blocks of one width: ``(T, B, C, H, W) -> (T, B, C, H, W)``.
 
     With ``attention``, every block rescales its main branch with
-    :func:`multi_dimensional_attention` (whose temporal weights need ``T``).
+    :func:`multi_dimensional_attention` (whose temporal weights need ``T``); ``shortcut`` is
+    the blocks' shortcut (see :class:`SpikingResidualBlock`).
     """
 
-    def __init__(self, channels, num_blocks, spec, T, attention):
+    def __init__(self, channels, num_blocks, spec, T, attention, shortcut='membrane'):
         super().__init__(*[
             SpikingResidualBlock(channels, channels, spec,
-                                 multi_dimensional_attention(T, channels) if attention else None)
+                                 multi_dimensional_attention(T, channels) if attention else None, shortcut)
             for _ in range(num_blocks)
         ])
 
@@ -179,8 +187,6 @@ class SpikingUpsample(nn.Sequential):
         super().__init__(spec.build(),
                          layer.ConvTranspose2d(in_channels, out_channels, 2, stride=2, bias=False, step_mode='m'),
                          spec.norm(out_channels))
-
-
 
 
 def rate_encode(x, T):

@@ -9,13 +9,15 @@ plus :mod:`~basicsr_snn.distill.options`, the checked ``train.distill`` options.
 step that joins them is :class:`basicsr_snn.models.distill_snn_model.DistillSNNModel`.
 """
 from basicsr_snn.distill.adapter import ADAPTER_TYPES, RESIZE_MODES, FeatureAdapter, HintAdapters
-from basicsr_snn.distill.hint_loss import DEFAULT_HINT_LOSS, build_comparison_loss
+from basicsr_snn.distill.hint_loss import (DEFAULT_HINT_LOSS, NORMALIZATIONS, HintComparison, build_comparison_loss,
+                                           standardize_channels)
 from basicsr_snn.distill.options import DistillOptions, HintOptions, OutputTermOptions
 from basicsr_snn.distill.recorder import REDUCTIONS, FeatureRecorder, find_module
 from basicsr_snn.distill.schedule import PAPER_GAMMA, SCHEDULE_TYPES, DistillWeightSchedule
 
 __all__ = [
-    'ADAPTER_TYPES', 'RESIZE_MODES', 'FeatureAdapter', 'HintAdapters', 'DEFAULT_HINT_LOSS', 'build_comparison_loss',
+    'ADAPTER_TYPES', 'RESIZE_MODES', 'FeatureAdapter', 'HintAdapters', 'DEFAULT_HINT_LOSS', 'NORMALIZATIONS',
+    'HintComparison', 'build_comparison_loss', 'standardize_channels',
     'DistillOptions', 'HintOptions', 'OutputTermOptions', 'REDUCTIONS', 'FeatureRecorder', 'find_module',
     'PAPER_GAMMA', 'SCHEDULE_TYPES', 'DistillWeightSchedule'
 ]

@@ -1,8 +1,43 @@
-"""What compares a student feature with a teacher feature: any loss in BasicSR's LOSS_REGISTRY."""
+"""What compares a student feature with a teacher feature: any loss in BasicSR's LOSS_REGISTRY.
+
+Optionally both features are first standardised per channel (``normalize: channel``, the
+normalisation of mmrazor's PKD), so that an adapter cannot lower the loss by rescaling alone.
+"""
 from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
 
 DEFAULT_HINT_LOSS = {'type': 'MSELoss', 'loss_weight': 1.0}
+NORMALIZATIONS = ('none', 'channel')
+
+
+def standardize_channels(feature, eps=1e-6):
+    """``(B, C, ...)`` -> each channel at zero mean and unit variance over the batch and positions."""
+    dims = [0] + list(range(2, feature.ndim))
+    mean = feature.mean(dim=dims, keepdim=True)
+    std = feature.var(dim=dims, keepdim=True, unbiased=False).add(eps).sqrt()
+    return (feature - mean) / std
+
+
+class HintComparison(nn.Module):
+    """``loss(norm(student), norm(teacher))``, with ``norm`` the identity or :func:`standardize_channels`.
+
+    Args:
+        loss (nn.Module): A loss called as ``loss(pred, target)``.
+        normalize (str): ``'none'`` or ``'channel'``. Default: ``'none'``.
+    """
+
+    def __init__(self, loss, normalize='none'):
+        super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got {normalize!r}')
+        self.loss = loss
+        self.normalize = normalize
+
+    def forward(self, student, teacher):
+        if self.normalize == 'channel':
+            student, teacher = standardize_channels(student), standardize_channels(teacher)
+        return self.loss(student, teacher)
 
 
 def build_comparison_loss(loss_opt, option_key, default=DEFAULT_HINT_LOSS):

@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from basicsr_snn.distill.adapter import ADAPTER_TYPES, RESIZE_MODES
-from basicsr_snn.distill.hint_loss import DEFAULT_HINT_LOSS
+from basicsr_snn.distill.hint_loss import DEFAULT_HINT_LOSS, NORMALIZATIONS
 from basicsr_snn.distill.recorder import REDUCTIONS
 
 OPTION_ROOT = 'train.distill'
 DISTILL_KEYS = ('hints', 'output', 'schedule', 'adapter', 'resize', 'probe_shape', 'allow_random_teacher')
-HINT_KEYS = ('name', 'student', 'teacher', 'loss', 'weight', 'reduce', 'adapter', 'resize')
+HINT_KEYS = ('name', 'student', 'teacher', 'loss', 'weight', 'reduce', 'teacher_reduce', 'normalize', 'adapter',
+             'resize')
+TEACHER_REDUCTIONS = ('none', 'mean')
 OUTPUT_KEYS = ('loss', 'weight')
 DEFAULT_OUTPUT_LOSS = {'type': 'L1Loss', 'loss_weight': 1.0}
 
@@ -52,6 +54,8 @@ class HintOptions:
     loss: dict
     weight: float
     reduce: str
+    teacher_reduce: str
+    normalize: str
     adapter: str
     resize: str
     option_key: str
@@ -126,6 +130,9 @@ class DistillOptions:
             loss=dict(hint.get('loss') or DEFAULT_HINT_LOSS),
             weight=_check_weight(hint.get('weight', 1.0), f'{option_key}.weight'),
             reduce=_check_choice(hint.get('reduce', 'mean'), REDUCTIONS, f'{option_key}.reduce'),
+            teacher_reduce=_check_choice(hint.get('teacher_reduce', 'none'), TEACHER_REDUCTIONS,
+                                         f'{option_key}.teacher_reduce'),
+            normalize=_check_choice(hint.get('normalize', 'none'), NORMALIZATIONS, f'{option_key}.normalize'),
             adapter=_check_choice(hint.get('adapter', default_adapter), ADAPTER_TYPES, f'{option_key}.adapter'),
             resize=_check_choice(hint.get('resize', default_resize), RESIZE_MODES, f'{option_key}.resize'),
             option_key=option_key)

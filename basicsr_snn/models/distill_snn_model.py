@@ -9,8 +9,9 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from basicsr_snn.distill import (DistillOptions, DistillWeightSchedule, FeatureAdapter, FeatureRecorder, HintAdapters,
-                                 build_comparison_loss)
+                                 HintComparison, build_comparison_loss)
 from basicsr_snn.models.snn_model import SNNModel, build_network_from_options
+from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
 
 ADAPTERS_LABEL = 'net_adapters'
 DEFAULT_PROBE_SIZE = 32
@@ -55,6 +56,9 @@ class DistillSNNModel(SNNModel):
               loss: {type: MSELoss, loss_weight: 1.0}   # [MSELoss] any registered BasicSR loss
               weight: 1.0              # [1.0] w_k
               reduce: mean             # [mean] mean | membrane | none (student has no time axis)
+              teacher_reduce: none     # [none] none | mean (a multi-step teacher, e.g. a SpikerIRReLU twin)
+              normalize: none          # [none] none | channel: standardise both features per channel
+                                       #   before the loss, so rescaling cannot shrink it (mmrazor's PKD)
               adapter: conv1x1         # [distill.adapter] conv1x1 | none
               resize: bilinear         # [distill.resize] bilinear | bicubic | nearest | area | none
           output:                      # [~] output-level term, logged as l_output_kd
@@ -96,7 +100,8 @@ class DistillSNNModel(SNNModel):
         self.distill_schedule = DistillWeightSchedule.from_options(
             self.distill_opt.schedule, total_iter=self.opt['train'].get('total_iter'))
         self.cri_hints = {
-            hint.name: build_comparison_loss(hint.loss, f'{hint.option_key}.loss').to(self.device)
+            hint.name: HintComparison(build_comparison_loss(hint.loss, f'{hint.option_key}.loss'),
+                                      hint.normalize).to(self.device)
             for hint in self.distill_opt.hints
         }
         output_term = self.distill_opt.output
@@ -107,7 +112,7 @@ class DistillSNNModel(SNNModel):
         self.teacher_recorder = FeatureRecorder(self.net_t)
         for hint in self.distill_opt.hints:
             self.student_recorder.add(hint.name, hint.student, hint.reduce, f'{hint.option_key}.student')
-            self.teacher_recorder.add(hint.name, hint.teacher, 'none', f'{hint.option_key}.teacher')
+            self.teacher_recorder.add(hint.name, hint.teacher, hint.teacher_reduce, f'{hint.option_key}.teacher')
         self.adapters = self._build_adapters().to(self.device)
         get_root_logger().info(f'Distillation weight: {self.distill_schedule}')
         # DDP refuses a module without trainable parameters (all adapters identities)
@@ -138,32 +143,13 @@ class DistillSNNModel(SNNModel):
 
     def _load_teacher(self, net_t, load_path):
         path_opt = self.opt['path']
-        if not osp.isfile(load_path):
-            raise FileNotFoundError(f'path.pretrain_network_t: no such file {load_path!r}')
-        checkpoint = torch.load(load_path, map_location='cpu', weights_only=True)
-        param_key = path_opt.get('param_key_t', 'params')
-        if param_key is not None and param_key not in checkpoint:
-            if 'param_key_t' in path_opt or 'params_ema' not in checkpoint:
-                raise ValueError(f'path.param_key_t: {param_key!r} is not in {load_path}; it holds '
-                                 f'{sorted(checkpoint)} (param_key_t: ~ loads a bare state dict)')
-            param_key = 'params_ema'
-        state_dict = checkpoint if param_key is None else checkpoint[param_key]
-        state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
-                      for key, value in state_dict.items()}
-        expected = net_t.state_dict()
-        missing = sorted(set(expected) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(expected))
-        resized = sorted(key for key in set(expected) & set(state_dict) if expected[key].shape != state_dict[key].shape)
-        strict = self.opt['path'].get('strict_load_t', True)
-        if strict and (missing or unexpected or resized):
-            raise ValueError(f'path.pretrain_network_t: {load_path} [{param_key}] does not match network_t '
-                             f'({type(net_t).__name__}) under path.strict_load_t: true; missing keys: {missing[:10]}, '
-                             f'unexpected keys: {unexpected[:10]}, shape mismatches: {resized[:10]} (first 10 each)')
-        for key in resized:
-            state_dict.pop(key)
-        net_t.load_state_dict(state_dict, strict=strict)
-        get_root_logger().info(f'Loaded teacher {type(net_t).__name__} from {load_path} [{param_key}]' +
-                               (f'; not loaded: {missing + resized}' if missing or resized else ''))
+        strict = path_opt.get('strict_load_t', True)
+        report = load_weights(net_t, load_path, path_opt.get('param_key_t', DEFAULT_PARAM_KEY), strict,
+                              key_chosen='param_key_t' in path_opt, option_key='path.pretrain_network_t',
+                              network_label=f'network_t ({type(net_t).__name__})',
+                              strict_key='path.strict_load_t', key_option='path.param_key_t')
+        get_root_logger().info(f'Loaded teacher {type(net_t).__name__} from {load_path} [{report.param_key}]' +
+                               (f'; not loaded: {list(report.not_loaded)}' if report.not_loaded else ''))
 
     def _probe_shape(self, student):
         if self.distill_opt.probe_shape is not None:
@@ -281,5 +267,6 @@ class DistillSNNModel(SNNModel):
         if not osp.isfile(load_path):
             raise FileNotFoundError(f'Resuming at iteration {resume_state["iter"]} needs the hint adapters saved with '
                                     f'it: no such file {load_path!r}')
-        self.load_network(self.adapters, load_path, strict=True, param_key='params')
+        self.load_network(self.adapters, load_path, strict=True, param_key='params', key_chosen=True,
+                          option_key=f'resume: {ADAPTERS_LABEL}')
 

@@ -13,6 +13,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from spikingjelly.activation_based import functional
 
 from basicsr_snn.analysis import FiringRateMonitor
+from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
 
 
 def build_network_from_options(opt, key):
@@ -78,10 +79,34 @@ class SNNModel(SRModel):
         self.print_network(self.net_g)
         load_path = opt['path'].get('pretrain_network_g')
         if load_path is not None:
-            self.load_network(self.net_g, load_path, opt['path'].get('strict_load_g', True),
-                              opt['path'].get('param_key_g', 'params'))
+            self.load_pretrained_g(load_path)
         if self.is_train:
             self.init_training_settings()
+
+    def load_pretrained_g(self, load_path):
+        """Load ``path.pretrain_network_g`` (key ``path.param_key_g``) into net_g."""
+        path_opt = self.opt['path']
+        self.load_network(self.net_g, load_path, path_opt.get('strict_load_g', True),
+                          path_opt.get('param_key_g', DEFAULT_PARAM_KEY), key_chosen='param_key_g' in path_opt)
+
+    def load_network(self, net, load_path, strict=True, param_key=DEFAULT_PARAM_KEY, key_chosen=False,
+                     option_key='path.pretrain_network_g'):
+        """BasicSR's loader, replaced by :func:`basicsr_snn.utils.checkpoint.load_weights`.
+
+        With ``strict_load_g: false`` every tensor whose name and shape match is loaded and the log
+        names the others: a trained ``SpikerIRReLU`` twin initialises its ``SpikerIR`` student this
+        way (only the T-dependent temporal-attention weights differ). No match at all is an error.
+        A key not chosen by the user falls back to the other of ``params`` / ``params_ema``, so a
+        checkpoint trained without EMA also initialises ``net_g_ema``.
+        """
+        net = self.get_bare_model(net)
+        report = load_weights(net, load_path, param_key, strict, key_chosen=key_chosen,
+                              option_key=option_key,
+                              network_label=f'network_g ({type(net).__name__})', strict_key='path.strict_load_g',
+                              key_option='path.param_key_g')
+        message = f'Loaded {type(net).__name__} from {load_path} [{report.param_key}]: {report.summary()}'
+        logger = get_root_logger()
+        (logger.warning if report.not_loaded else logger.info)(message)
 
     def init_training_settings(self):
         super().init_training_settings()

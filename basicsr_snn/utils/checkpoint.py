@@ -1,0 +1,100 @@
+"""The one way this project reads network weights from a BasicSR checkpoint.
+
+A BasicSR checkpoint is ``{'params': state_dict}`` (``net_g_<iter>.pth``), with ``'params_ema'``
+beside it when EMA was on. The policy, for every network (teacher, student, scripts):
+
+* ``param_key`` names the state dict to read. A key the user did not choose falls back to the
+  other BasicSR key (``'params'`` <-> ``'params_ema'``) when the checkpoint lacks it, so a
+  checkpoint trained without EMA still initialises an EMA copy; a key the user chose must exist.
+  ``None``: the file is the state dict itself.
+* A ``module.`` prefix (a DDP-wrapped network saved as is) is dropped.
+* ``strict``: names and shapes must match exactly. Otherwise every tensor whose name and shape
+  match is loaded, the others are reported, and a checkpoint of which nothing matches is an
+  error (it is almost certainly the wrong file).
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_PARAM_KEY = 'params'
+OTHER_PARAM_KEY = {'params': 'params_ema', 'params_ema': 'params'}
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What :func:`load_weights` did: the key it read and the names it left out, by reason."""
+    param_key: object
+    loaded: tuple
+    missing: tuple  # in the network, not in the checkpoint
+    unexpected: tuple  # in the checkpoint, not in the network
+    mismatched: tuple  # in both, with other shapes
+
+    @property
+    def not_loaded(self):
+        return self.missing + self.mismatched
+
+    def summary(self):
+        parts = [f'{len(self.loaded)} tensors loaded']
+        for label, names in (('missing from the checkpoint', self.missing), ('shape differs', self.mismatched),
+                             ('not in the network', self.unexpected)):
+            if names:
+                parts.append(f'{label}: {list(names)}')
+        return '; '.join(parts)
+
+
+def read_state_dict(path, param_key=DEFAULT_PARAM_KEY, key_chosen=False, option_key='checkpoint', key_option=None):
+    """The state dict stored in checkpoint ``path`` under ``param_key`` (see the module policy).
+
+    Args:
+        path (str | Path): The checkpoint file.
+        param_key (str | None): Key of the state dict; None: the file is the state dict.
+        key_chosen (bool): The user chose ``param_key`` (no fallback to the other key).
+        option_key (str): The option that gave ``path``, named in errors.
+        key_option (str | None): The option that gave ``param_key``; default: ``option_key``.
+
+    Returns:
+        tuple[dict, str | None]: The state dict (without ``module.`` prefixes) and the key read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{option_key}: no such file {str(path)!r}')
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    if param_key is not None and param_key not in checkpoint:
+        fallback = OTHER_PARAM_KEY.get(param_key)
+        if key_chosen or fallback not in checkpoint:
+            raise ValueError(f'{key_option or option_key}: {param_key!r} is not in {path}; it holds {sorted(checkpoint)} '
+                             f'(a param key of ~ loads a bare state dict)')
+        param_key = fallback
+    state_dict = checkpoint if param_key is None else checkpoint[param_key]
+    state_dict = {key[len('module.'):] if key.startswith('module.') else key: value for key, value in state_dict.items()}
+    return state_dict, param_key
+
+
+def load_weights(network, path, param_key=DEFAULT_PARAM_KEY, strict=True, key_chosen=False, option_key='checkpoint',
+                 network_label=None, strict_key='strict', key_option=None):
+    """Load checkpoint ``path`` into ``network`` under the module policy; returns a :class:`LoadReport`.
+
+    Raises ``ValueError`` when ``strict`` and anything differs, or when no tensor matches. The
+    message names ``option_key`` (the path's option), ``network_label`` (e.g. ``network_t
+    (Restormer)``; default: the class name) and ``strict_key`` (the option that asked for strict
+    loading, e.g. ``path.strict_load_t``) and ``key_option`` (the option that gave ``param_key``).
+    """
+    state_dict, param_key = read_state_dict(path, param_key, key_chosen, option_key, key_option)
+    expected = network.state_dict()
+    mismatched = tuple(sorted(key for key in set(expected) & set(state_dict)
+                              if expected[key].shape != state_dict[key].shape))
+    report = LoadReport(param_key=param_key,
+                        loaded=tuple(sorted(key for key in set(expected) & set(state_dict) if key not in mismatched)),
+                        missing=tuple(sorted(set(expected) - set(state_dict))),
+                        unexpected=tuple(sorted(set(state_dict) - set(expected))), mismatched=mismatched)
+    network_name = network_label or type(network).__name__
+    if strict and (report.missing or report.unexpected or report.mismatched):
+        raise ValueError(f'{option_key}: {path} [{param_key}] does not match {network_name} under {strict_key}: true; '
+                         f'missing keys: {list(report.missing[:10])}, unexpected keys: {list(report.unexpected[:10])}, '
+                         f'shape mismatches: {list(report.mismatched[:10])} (first 10 each)')
+    if not report.loaded:
+        raise ValueError(f'{option_key}: no tensor of {path} [{param_key}] matches {network_name} in name and shape; '
+                         f'is it a checkpoint of another network? ({report.summary()})')
+    network.load_state_dict({key: state_dict[key] for key in report.loaded}, strict=strict)
+    return report
