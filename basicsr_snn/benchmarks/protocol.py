@@ -65,6 +65,11 @@ class SeededBatches:
         return self.num_batches
 
     def __iter__(self):
+        return self.iterate()
+
+    def iterate(self, start=0):
+        """The batches from number ``start`` (0-based) on: those before are drawn and dropped, so a
+        resumed run continues with exactly the batches an uninterrupted one would have seen."""
         random_state = _PrivateRandomState(self.seed)
         loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=0,
                             generator=torch.Generator().manual_seed(self.seed))
@@ -76,7 +81,8 @@ class SeededBatches:
                 with random_state:
                     batch = next(batches)
                 given += 1
-                yield batch
+                if given > start:
+                    yield batch
 
 
 def evenly_spaced(count, limit):

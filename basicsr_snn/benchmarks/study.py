@@ -1,0 +1,335 @@
+"""Run the arms of the gap study, one cached, resumable result per arm.
+
+Layout of ``out``::
+
+    out/protocol.json            the protocol every arm of this folder shares (checked on rerun)
+    out/<arm>/result.json        a finished arm: curves, losses, final scores, timing
+    out/<arm>/net_g.pth          its trained network (BasicSR checkpoint, key ``params``)
+    out/<arm>/progress.pth       an unfinished arm's last state (weights, optimizer, scheduler,
+                                 curve): a rerun continues from it with the same batches
+    out/<arm>/lock               the pid of the process training it (two processes can share a
+                                 study: each takes the arms no live process holds)
+
+An arm's dependencies (the teacher, a twin) are trained first when missing; a dependency held by
+another live process is waited for.
+"""
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from basicsr.data import build_dataset
+from basicsr.models import build_model
+from basicsr.utils import set_random_seed
+from torch.utils.data import DataLoader, Subset
+
+from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
+from basicsr_snn.benchmarks.arms import RECIPES, Arm, student_network
+from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model, evenly_spaced
+
+OPTIONS_DIR = Path(__file__).resolve().parents[2] / 'options'
+RESULT, CHECKPOINT, PROGRESS, LOCK = 'result.json', 'net_g.pth', 'progress.pth', 'lock'
+
+
+@dataclass(frozen=True)
+class StudyProtocol:
+    """What every arm of one study shares. The defaults are the CPU-scale study of the README."""
+    train_dir: str
+    val_dirs: tuple
+    sigma: float = 25.
+    iters: int = 4000
+    teacher_iters: int = 8000
+    batch: int = 8
+    crop: int = 64
+    lr: float = 2e-3
+    teacher_lr: float = 1e-3
+    lr_floor: float = 0.4  # the cosine schedule ends at lr_floor x lr: still high where the curve should flatten
+    val_every: int = 250
+    val_images: int = 4  # per set, for the curves (0: all)
+    final_images: int = 0  # per set, for the final scores (0: all)
+    teacher_preset: str = 'small'
+    device: str = 'cpu'
+
+    def to_dict(self):
+        return dict(asdict(self), val_dirs=list(self.val_dirs))
+
+
+def _load_yaml(name):
+    return yaml.safe_load((OPTIONS_DIR / name).read_text())
+
+
+class Study:
+    """The arms of one protocol in one folder. ``run(arms)`` trains what is missing."""
+
+    def __init__(self, protocol, out, log=print):
+        self.protocol = protocol
+        self.out = Path(out)
+        self.log = log
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_protocol()
+        self.scratch_opt = _load_yaml('train_snn_denoise.yml')
+        self.distill_opt = _load_yaml('distill_denoise.yml')
+        self.teacher_opt = _load_yaml('train_teacher_denoise.yml')
+        self._data = None
+
+    def _check_protocol(self):
+        path = self.out / 'protocol.json'
+        current = self.protocol.to_dict()
+        if path.is_file():
+            earlier = json.loads(path.read_text())
+            differing = sorted(key for key in set(earlier) | set(current) if earlier.get(key) != current.get(key))
+            if differing:
+                raise ValueError(f'{self.out} holds a study with another protocol (differing: {differing}); '
+                                 f'use another --out or the same settings')
+        else:
+            path.write_text(json.dumps(current, indent=1))
+
+    # data ------------------------------------------------------------------------------------
+    def data(self):
+        """(training set, curve loaders, final loaders), built once."""
+        if self._data is None:
+            protocol = self.protocol
+            base = self.scratch_opt['datasets']['train']
+            train_set = build_dataset(dict(base, name='train', dataroot_gt=protocol.train_dir, gt_size=protocol.crop,
+                                           sigma=protocol.sigma, phase='train', io_backend={'type': 'disk'}))
+            curves, finals = {}, {}
+            for folder in map(Path, protocol.val_dirs):
+                val_set = build_dataset({'name': folder.name, 'type': base['type'], 'dataroot_gt': str(folder),
+                                         'color': base['color'], 'sigma': protocol.sigma, 'phase': 'val',
+                                         'io_backend': {'type': 'disk'}})
+                for loaders, limit in ((curves, protocol.val_images), (finals, protocol.final_images)):
+                    loaders[folder.name] = DataLoader(Subset(val_set, evenly_spaced(len(val_set), limit)),
+                                                      batch_size=1, shuffle=False, num_workers=0)
+            self._data = train_set, curves, finals
+        return self._data
+
+    # arms ------------------------------------------------------------------------------------
+    def arm_dir(self, arm):
+        return self.out / arm.name
+
+    def result(self, arm):
+        path = self.arm_dir(arm) / RESULT
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def finished(self):
+        """Every finished arm's result, by arm name."""
+        return {path.parent.name: json.loads(path.read_text()) for path in sorted(self.out.glob(f'*/{RESULT}'))}
+
+    def run(self, arm_names):
+        """Train every arm of ``arm_names`` (and its dependencies) not finished yet; skip those another process holds."""
+        for name in arm_names:
+            self._ensure(Arm.parse(name), wait_if_held=False)
+
+    def _ensure(self, arm, wait_if_held):
+        if self.result(arm) is not None:
+            self.log(f'[{arm.name}] finished earlier: skipped')
+            return True
+        for dependency in arm.dependencies():
+            if not self._ensure(dependency, wait_if_held=True):
+                self.log(f'[{arm.name}] skipped: its dependency {dependency.name} is not finished')
+                return False
+        while True:
+            with _ArmLock(self.arm_dir(arm) / LOCK) as lock:
+                if lock.acquired:
+                    if self.result(arm) is None:
+                        self._train(arm)
+                    return True
+            if not wait_if_held:
+                self.log(f'[{arm.name}] held by process {lock.holder}: skipped')
+                return False
+            self.log(f'[{arm.name}] held by process {lock.holder}: waiting for it')
+            time.sleep(30)
+            if self.result(arm) is not None:
+                return True
+
+    # one arm ---------------------------------------------------------------------------------
+    def options(self, arm):
+        """The BasicSR option dict that trains ``arm``."""
+        from basicsr_snn.utils.run_options import in_process_options
+        protocol = self.protocol
+        run_dir = self.arm_dir(arm)
+        if arm.is_teacher:
+            opt = in_process_options(self.teacher_opt, arm.name, run_dir, protocol.teacher_iters, 0, protocol.device,
+                                     protocol.teacher_lr, protocol.lr_floor)
+            opt['network_g'].update(RESTORMER_PRESETS[protocol.teacher_preset])
+            return opt
+        recipe = RECIPES[arm.recipe]
+        base = self.distill_opt if recipe.distill else self.scratch_opt
+        opt = in_process_options(base, arm.name, run_dir, protocol.iters, arm.seed, protocol.device, protocol.lr,
+                                 protocol.lr_floor)
+        opt['network_g'] = student_network(self.scratch_opt['network_g'], arm)
+        if recipe.init_from_twin:
+            opt['path'].update(pretrain_network_g=str(self.arm_dir(arm.twin) / CHECKPOINT), strict_load_g=False)
+        if recipe.distill:
+            teacher = Arm.parse('teacher') if recipe.teacher == 'teacher' else arm.twin
+            opt['network_t'] = self.options(teacher)['network_g']
+            opt['path'].update(pretrain_network_t=str(self.arm_dir(teacher) / CHECKPOINT), param_key_t='params')
+            opt['train']['distill'] = dict(recipe.distill)
+        return opt
+
+    def _train(self, arm):
+        protocol = self.protocol
+        train_set, curve_loaders, final_loaders = self.data()
+        opt = self.options(arm)
+        total = opt['train']['total_iter']
+        set_random_seed(opt['manual_seed'])
+        model = build_model(opt)
+        batches = SeededBatches(train_set, protocol.batch, total, seed=opt['manual_seed'])
+        progress = _Progress.load(self.arm_dir(arm) / PROGRESS, model) or _Progress(curve_loaders)
+        if progress.iteration:
+            self.log(f'[{arm.name}] resuming at iteration {progress.iteration}/{total}')
+        self.log(f'[{arm.name}] training {total} iterations ({RECIPES[arm.recipe].description if arm.recipe else "Restormer teacher"})')
+        tic = time.time()
+        for iteration, batch in enumerate(batches.iterate(progress.iteration), progress.iteration + 1):
+            model.update_learning_rate(iteration, warmup_iter=-1)
+            model.feed_data(batch)
+            model.optimize_parameters(iteration)
+            progress.record_losses(iteration, model)
+            if iteration % protocol.val_every == 0 or iteration == total:
+                progress.train_seconds += time.time() - tic
+                tic = time.time()
+                scores = {name: evaluate_model(model, loader) for name, loader in curve_loaders.items()}
+                progress.record_curve(iteration, scores, model.get_current_learning_rate()[0])
+                progress.eval_seconds += time.time() - tic
+                progress.iteration = iteration
+                progress.save(self.arm_dir(arm) / PROGRESS, model)
+                self.log(f'[{arm.name}] iter {iteration}/{total}: ' +
+                         ', '.join(f'{name} {score["psnr"]:.2f} dB' for name, score in scores.items()) +
+                         f' ({progress.train_seconds / iteration:.3f} s/iter)')
+                tic = time.time()
+        tic = time.time()
+        final = {name: evaluate_model(model, loader) for name, loader in final_loaders.items()}
+        self.log(f'[{arm.name}] final: ' + ', '.join(f'{name} {s["psnr"]:.2f} dB / {s["ssim"]:.4f} ({s["images"]} '
+                                                     f'images)' for name, s in final.items()))
+        network = model.get_bare_model(model.net_g)
+        _atomic_save({'params': network.state_dict()}, self.arm_dir(arm) / CHECKPOINT)
+        result = {
+            'arm': arm.name, 'design': arm.design, 'recipe': arm.recipe, 'seed': arm.seed,
+            'description': RECIPES[arm.recipe].description if arm.recipe else 'Restormer teacher',
+            'network': opt['network_g'], 'params': sum(p.numel() for p in network.parameters()),
+            'distill': opt['train'].get('distill'), 'iters': total, 'curve': progress.curve,
+            'losses': progress.losses, 'final': final, 'train_seconds': progress.train_seconds,
+            'seconds_per_iter': progress.train_seconds / total, 'eval_seconds': progress.eval_seconds,
+            'final_eval_seconds': time.time() - tic, 'torch_threads': torch.get_num_threads(),
+            'load_average_end': os.getloadavg(),
+        }
+        _atomic_write_text(json.dumps(result, indent=1), self.arm_dir(arm) / RESULT)
+        (self.arm_dir(arm) / PROGRESS).unlink(missing_ok=True)
+
+
+class _Progress:
+    """An unfinished arm's curve, losses, timing and (on disk) training state."""
+
+    def __init__(self, curve_loaders):
+        self.iteration = 0
+        self.curve = {'iters': [], 'lr': [], **{name: {'psnr': [], 'ssim': []} for name in curve_loaders}}
+        self.losses = {'iters': []}
+        self.train_seconds = self.eval_seconds = 0.
+
+    def record_losses(self, iteration, model):
+        if iteration % model.opt['logger']['print_freq']:
+            return
+        self.losses['iters'].append(iteration)
+        for key, value in model.log_dict.items():
+            self.losses.setdefault(key, []).append(float(value))
+
+    def record_curve(self, iteration, scores, lr):
+        self.curve['iters'].append(iteration)
+        self.curve['lr'].append(lr)
+        for name, score in scores.items():
+            self.curve[name]['psnr'].append(score['psnr'])
+            self.curve[name]['ssim'].append(score['ssim'])
+
+    def save(self, path, model):
+        state = {key: value for key, value in vars(self).items()}
+        state['networks'] = {name: model.get_bare_model(net).state_dict() for name, net in _trained_networks(model)}
+        state['optimizers'] = [o.state_dict() for o in model.optimizers]
+        state['schedulers'] = [s.state_dict() for s in model.schedulers]
+        _atomic_save(state, path)
+
+    @classmethod
+    def load(cls, path, model):
+        if not path.is_file():
+            return None
+        state = torch.load(path, map_location='cpu', weights_only=False)
+        for name, net in _trained_networks(model):
+            model.get_bare_model(net).load_state_dict(state['networks'][name])
+        for optimizer, saved in zip(model.optimizers, state['optimizers']):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(model.schedulers, state['schedulers']):
+            scheduler.load_state_dict(saved)
+        progress = cls.__new__(cls)
+        for key in ('iteration', 'curve', 'losses', 'train_seconds', 'eval_seconds'):
+            setattr(progress, key, state[key])
+        return progress
+
+
+def _trained_networks(model):
+    networks = [('net_g', model.net_g)]
+    adapters = getattr(model, 'adapters', None)
+    if adapters is not None and adapters.has_parameters():
+        networks.append(('adapters', adapters))
+    return networks
+
+
+def _atomic_save(obj, path):
+    temporary = path.with_name(f'.{path.name}.tmp')
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def _atomic_write_text(text, path):
+    temporary = path.with_name(f'.{path.name}.tmp')
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+class _ArmLock:
+    """An exclusive file holding the owner's pid; a lock whose process is gone is taken over."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.acquired = False
+        self.holder = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                with open(self.path, 'x') as handle:
+                    handle.write(str(os.getpid()))
+                self.acquired = True
+                return self
+            except FileExistsError:
+                self.holder = _read_pid(self.path)
+                if self.holder is not None and _alive(self.holder):
+                    return self
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.acquired:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def _read_pid(path):
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

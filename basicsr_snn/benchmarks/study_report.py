@@ -1,0 +1,168 @@
+"""The gap study's table, plot and JSON, from whatever arms have finished.
+
+Per arm: parameters; final PSNR / SSIM per validation set; the gap to its design's ReLU twin;
+the gain over scratch of the same design (the mean over scratch seeds, with half their spread,
+the noise floor); the first curve iteration at which it reaches scratch's final PSNR; whether
+its curve flattened (PSNR gained over the last quarter of the iterations, and the learning rate
+there as a fraction of the peak); compute energy per 256x256 image; wall time.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+from basicsr.archs import build_network
+
+from basicsr_snn.analysis import analyse_energy
+from basicsr_snn.benchmarks.arms import Arm
+from basicsr_snn.benchmarks.protocol import iterations_to_reach
+from basicsr_snn.benchmarks.study import CHECKPOINT
+from basicsr_snn.utils.checkpoint import load_weights
+
+ENERGY_SIZE = 256
+ENERGY_CACHE = 'energy.json'
+
+
+def energy_image(study):
+    """The first image of the first final-score set, noisy, center-cropped to 256 x 256."""
+    _, _, final_loaders = study.data()
+    data = next(iter(next(iter(final_loaders.values()))))
+    lq = data['lq']
+    height, width = min(ENERGY_SIZE, lq.shape[-2]), min(ENERGY_SIZE, lq.shape[-1])
+    top, left = (lq.shape[-2] - height) // 2, (lq.shape[-1] - width) // 2
+    return lq[..., top:top + height, left:left + width]
+
+
+def arm_energy(study, name, result):
+    """Compute energy of one finished arm's network (cached next to its result)."""
+    cache = study.out / name / ENERGY_CACHE
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    network = build_network(dict(result['network']))
+    load_weights(network, study.out / name / CHECKPOINT, option_key=f'{name}/{CHECKPOINT}')
+    spiking = result['network']['type'] == 'SpikerIR'
+    report = analyse_energy(network, energy_image(study), spiking=spiking).to_dict()
+    energy = {key: report[key] for key in ('image_size', 'energy_uj', 'macs', 'sops', 'mean_firing_rate',
+                                           'mean_input_rate', 'note')}
+    cache.write_text(json.dumps(energy, indent=1))
+    return energy
+
+
+def flattening(curve, set_name):
+    """PSNR gained over the last quarter of the curve, and the learning rate there / the peak."""
+    iterations, psnr, lrs = curve['iters'], curve[set_name]['psnr'], curve['lr']
+    quarter = iterations[-1] * 3 / 4
+    index = next(i for i, iteration in enumerate(iterations) if iteration >= quarter)
+    return {'late_gain_db': psnr[-1] - psnr[index], 'from_iter': iterations[index],
+            'lr_fraction_there': lrs[index] / max(lrs) if max(lrs) else None}
+
+
+def summarise(study, with_energy=True):
+    """Rows of every finished arm, plus the noise floor of every design with scratch seeds."""
+    results = study.finished()
+    set_names = [Path(d).name for d in study.protocol.val_dirs]
+    scratch = {}
+    for name, result in results.items():
+        if result['recipe'] == 'scratch':
+            scratch.setdefault(result['design'], []).append(result)
+    floors = {}
+    for design, runs in scratch.items():
+        floors[design] = {}
+        for set_name in set_names:
+            finals = [run['final'][set_name]['psnr'] for run in runs]
+            curve_finals = [run['curve'][set_name]['psnr'][-1] for run in runs]
+            floors[design][set_name] = {'mean': float(np.mean(finals)), 'half_spread': (max(finals) - min(finals)) / 2,
+                                        'seeds': len(runs), 'curve_final_mean': float(np.mean(curve_finals)),
+                                        'iters_to_final': [iterations_to_reach(run['curve']['iters'],
+                                                                               run['curve'][set_name]['psnr'],
+                                                                               run['curve'][set_name]['psnr'][-1])
+                                                           for run in runs]}
+    rows = []
+    for name, result in results.items():
+        arm = Arm.parse(name)
+        row = {'arm': name, 'description': result['description'], 'params': result['params'],
+               'wall_minutes': (result['train_seconds'] + result['eval_seconds'] + result['final_eval_seconds']) / 60,
+               'seconds_per_iter': result['seconds_per_iter'], 'final': result['final'], 'sets': {}}
+        twin = None if arm.is_teacher or arm.is_twin else results.get(arm.twin.name)
+        for set_name in set_names:
+            psnr = result['final'][set_name]['psnr']
+            entry = {'flattening': flattening(result['curve'], set_name)}
+            if twin:
+                entry['gap_to_twin_db'] = psnr - twin['final'][set_name]['psnr']
+            floor = floors.get(arm.design, {}).get(set_name) if not arm.is_teacher and not arm.is_twin else None
+            if floor:
+                entry['gain_over_scratch_db'] = psnr - floor['mean']
+                entry['noise_floor_db'] = floor['half_spread']
+                entry['scratch_seeds'] = floor['seeds']
+                entry['iters_to_scratch_final'] = iterations_to_reach(result['curve']['iters'],
+                                                                      result['curve'][set_name]['psnr'],
+                                                                      floor['curve_final_mean'])
+            row['sets'][set_name] = entry
+        if with_energy and (study.out / name / CHECKPOINT).is_file():
+            row['energy'] = arm_energy(study, name, result)
+        rows.append(row)
+    return {'protocol': study.protocol.to_dict(), 'noise_floor': floors, 'rows': rows}
+
+
+def markdown_table(summary):
+    set_names = [Path(d).name for d in summary['protocol']['val_dirs']]
+    header = ['arm', 'params'] + [f'{s} PSNR / SSIM' for s in set_names] + \
+        ['gap to twin', 'gain over scratch', 'iters to scratch final', 'last-25% gain (lr)', 'energy / 256²',
+         'wall']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    first = set_names[0]
+    for row in summary['rows']:
+        sets = row['sets']
+        cells = [row['arm'], f'{row["params"]:,}']
+        cells += [f'{row["final"][s]["psnr"]:.2f} / {row["final"][s]["ssim"]:.3f}' for s in set_names]
+        cells.append(' / '.join(f'{sets[s]["gap_to_twin_db"]:+.2f}' for s in set_names)
+                     if 'gap_to_twin_db' in sets[first] else '-')
+        cells.append(' / '.join(f'{sets[s]["gain_over_scratch_db"]:+.2f} ± {sets[s]["noise_floor_db"]:.2f}'
+                                for s in set_names) if 'gain_over_scratch_db' in sets[first] else '-')
+        cells.append(str(sets[first].get('iters_to_scratch_final') or '-')
+                     if 'gain_over_scratch_db' in sets[first] else '-')
+        flat = sets[first]['flattening']
+        lr_fraction = flat['lr_fraction_there']
+        cells.append(f'{flat["late_gain_db"]:+.2f} dB ({lr_fraction:.0%})' if lr_fraction is not None else '-')
+        cells.append(f'{row["energy"]["energy_uj"]:.1f} µJ' if 'energy' in row else '-')
+        cells.append(f'{row["wall_minutes"]:.0f} min')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def plot(study, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    results = study.finished()
+    set_names = [Path(d).name for d in study.protocol.val_dirs]
+    figure, axes = plt.subplots(1, len(set_names), figsize=(6.5 * len(set_names), 4.5), squeeze=False)
+    for axis, set_name in zip(axes[0], set_names):
+        for name, result in results.items():
+            curve = result['curve']
+            style = ':' if result['recipe'] == 'twin' or name == 'teacher' else '-'
+            axis.plot(curve['iters'], curve[set_name]['psnr'], style, marker='.', markersize=3, label=name)
+        images = study.protocol.val_images or 'all'
+        axis.set(title=f'{set_name} ({images} images per point)', xlabel='iteration', ylabel='PSNR (dB)')
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, ncol=2)
+    protocol = study.protocol
+    figure.suptitle(f'gray denoising sigma {protocol.sigma:g}, batch {protocol.batch} x {protocol.crop}², '
+                    f'lr {protocol.lr:g} cosine to {protocol.lr_floor:g}x; dotted: ReLU twins and the teacher',
+                    fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(study, with_energy=True):
+    """study.json, study.md and study.png in the study folder; returns the markdown table."""
+    summary = summarise(study, with_energy)
+    if not summary['rows']:
+        return 'no arm has finished yet'
+    table = markdown_table(summary)
+    (study.out / 'study.json').write_text(json.dumps(summary, indent=1))
+    (study.out / 'study.md').write_text(table + '\n')
+    plot(study, study.out / 'study.png')
+    return table
+

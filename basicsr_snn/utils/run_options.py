@@ -1,0 +1,46 @@
+"""BasicSR option dicts for runs driven in-process (benchmarks), not by ``train.py``."""
+import copy
+from pathlib import Path
+
+
+
+def in_process_options(base, name, run_dir, total_iter, seed, device='cpu', lr=None, lr_floor=None,
+                       print_freq=100):
+    """A training option dict for ``build_model``: ``base``'s model, losses and optimizer, our budget.
+
+    What changes against an option file: no datasets (the caller feeds batches), the paths under
+    ``run_dir``, ``total_iter``, no warm-up, no EMA (a 0.999 average of a short run still holds
+    the initial weights), the seed, and a cosine schedule that spans the budget and ends at
+    ``lr_floor`` x the learning rate (so the rate is still high where the curve should flatten).
+
+    Args:
+        base (dict): Options of a BasicSR option file (``network_g``, ``train``, ...).
+        name (str): The run's name.
+        run_dir (str | Path): Its folder; ``models/`` is created there.
+        total_iter (int): Training iterations.
+        seed (int): ``manual_seed``.
+        device (str): ``'cpu'`` or ``'cuda'``.
+        lr (float | None): ``train.optim_g.lr``; None: the file's.
+        lr_floor (float | None): ``eta_min`` as a fraction of the learning rate; None: the file's
+            ``eta_min``.
+        print_freq (int): Iterations between the loss entries of ``model.log_dict``.
+    """
+    opt = copy.deepcopy(base)
+    opt.pop('datasets', None)
+    run_dir = Path(run_dir)
+    (run_dir / 'models').mkdir(parents=True, exist_ok=True)
+    opt.update(name=name, is_train=True, dist=False, rank=0, world_size=1, num_gpu=int(device == 'cuda'),
+               manual_seed=seed, logger={'print_freq': print_freq, 'use_tb_logger': False})
+    opt['path'] = dict(opt.get('path') or {}, experiments_root=str(run_dir), models=str(run_dir / 'models'),
+                       training_states=str(run_dir / 'training_states'), visualization=str(run_dir / 'visualization'),
+                       pretrain_network_g=None, resume_state=None)
+    train = opt['train']
+    train.update(total_iter=total_iter, warmup_iter=-1, ema_decay=0)
+    if lr is not None:
+        train['optim_g']['lr'] = lr
+    scheduler = train['scheduler']
+    if scheduler['type'] == 'CosineAnnealingRestartLR':
+        scheduler.update(periods=[total_iter], restart_weights=[1])
+        if lr_floor is not None:
+            scheduler['eta_min'] = lr_floor * train['optim_g']['lr']
+    return opt
