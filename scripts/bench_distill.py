@@ -100,7 +100,10 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     route_basicsr_log(out / 'bench_distill.log')
-    study = Study(protocol_from(args), out, log=lambda message: print(message, flush=True))
+    try:
+        study = Study(protocol_from(args), out, log=lambda message: print(message, flush=True))
+    except ValueError as error:
+        raise SystemExit(f'bench_distill.py: {error}') from None
     started = time.time()
     if not args.report:
         study.run(args.arms)

@@ -16,6 +16,8 @@ from basicsr_snn.benchmarks import (SeededBatches, compare_curves, evenly_spaced
 from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, run_entry_point, write_options, write_paired_folder
 from snn_options import training_options, write_teacher_checkpoint
 
+from basicsr_snn.benchmarks.arms import DEFAULT_ARMS
+
 BENCH_DISTILL = REPO_ROOT / 'scripts' / 'bench_distill.py'
 PLOT_TRAINING = REPO_ROOT / 'scripts' / 'plot_training.py'
 
@@ -93,44 +95,41 @@ def test_compare_curves_not_reached_and_bad_input():
         compare_curves([1, 2], [20.0], [21.0, 22.0])
 
 
-def test_bench_distill_quick_writes_complete_results(tmp_path):
-    out = tmp_path / 'bench'
-    result = run_script(BENCH_DISTILL, '--quick', '--out', out, '--threads', '1')
-    assert 'gain at equal budget' in result.stdout
-    results = json.loads((out / 'bench_distill.json').read_text())
-    assert set(results) == {'protocol', 'teacher', 'scratch', 'kd', 'summary', 'timing'}
-    protocol = results['protocol']
-    assert protocol['identical_student_init'] is True and protocol['quick'] is True
-    assert protocol['student_iters'] == 4 and protocol['T'] == 4 and protocol['sigma'] == 25
-    val_sets = list(protocol['val_sets'])
-    assert val_sets and set(results['summary']) == set(val_sets)
-    for run in ('scratch', 'kd'):
-        curve = results[run]['curve']
-        assert curve['iters'] == [2, 4]
-        for name in val_sets:
-            assert all(10 < psnr < 60 for psnr in curve[name]['psnr'])
-            assert all(0 < ssim <= 1 for ssim in curve[name]['ssim'])
-            final = results[run]['final'][name]
-            assert final['images'] == protocol['val_sets'][name]['final_images'] == 3 and 10 < final['psnr'] < 60
-        assert results[run]['params'] > 0 and math.isfinite(results[run]['seconds_per_iter'])
-        assert results[run]['energy']['energy_uj'] > 0 and results[run]['energy']['time_steps'] == 4
-        assert all(math.isfinite(value) for value in results[run]['losses']['l_pix'])
-    assert 'l_hint_dec1' in results['kd']['losses'] and results['kd']['adapter_params'] > 0
-    assert results['kd']['params'] == results['scratch']['params'] < results['teacher']['params']
-    assert results['teacher']['energy']['sops'] == 0 and results['teacher']['energy']['macs'] > 0
-    for name, figures in results['summary'].items():
-        curves, final = figures['curves'], figures['final']
-        for key in ('teacher', 'scratch_final', 'kd_final', 'gain_at_equal_budget', 'kd_minus_teacher'):
-            assert math.isfinite(curves[key])
-        assert curves['kd_final'] == results['kd']['curve'][name]['psnr'][-1]
-        assert curves['teacher'] == results['teacher']['curve_level'][name]
-        assert curves['speedup'] is None or curves['speedup'] > 0
-        assert final['gain'] == pytest.approx(final['kd_psnr'] - final['scratch_psnr'])
-        assert final['kd_minus_teacher'] == pytest.approx(final['kd_psnr'] - results['teacher']['final'][name]['psnr'])
-        assert all(0 < final[f'{run}_ssim'] <= 1 for run in ('teacher', 'scratch', 'kd'))
-    assert (out / 'teacher' / 'models' / 'net_g_latest.pth').is_file()
-    assert (out / 'kd' / 'models' / 'net_g_latest.pth').is_file()
-    assert_png(out / 'bench_distill.png')
+def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
+    out = tmp_path / 'study'
+    first = run_script(BENCH_DISTILL, '--quick', '--out', out)
+    arms = [line.split('[', 1)[1].split(']')[0] for line in first.stdout.splitlines() if 'final:' in line]
+    assert sorted(arms) == sorted(DEFAULT_ARMS)
+    summary = json.loads((out / 'study.json').read_text())
+    rows = {row['arm']: row for row in summary['rows']}
+    assert set(rows) == set(DEFAULT_ARMS)
+    for name, row in rows.items():
+        result = json.loads((out / name / 'result.json').read_text())
+        assert result['curve']['iters'] == [2, 4] and len(result['curve']['lr']) == 2
+        for set_name, score in result['final'].items():
+            assert score['images'] == 2 and 5 < score['psnr'] < 60 and 0 < score['ssim'] <= 1
+        assert row['energy']['energy_uj'] > 0 and math.isfinite(row['wall_minutes'])
+        assert (out / name / 'net_g.pth').is_file() and not (out / name / 'progress.pth').exists()
+    set_name = next(iter(rows['teacher']['final']))
+    hkd = rows['membrane.hkd.s0']['sets'][set_name]
+    scratch = [rows[f'membrane.scratch.s{seed}']['final'][set_name]['psnr'] for seed in (0, 1)]
+    assert hkd['gain_over_scratch_db'] == pytest.approx(rows['membrane.hkd.s0']['final'][set_name]['psnr'] -
+                                                        sum(scratch) / 2)
+    assert hkd['noise_floor_db'] == pytest.approx(abs(scratch[0] - scratch[1]) / 2)
+    assert hkd['gap_to_twin_db'] == pytest.approx(rows['membrane.hkd.s0']['final'][set_name]['psnr'] -
+                                                  rows['membrane.twin.s0']['final'][set_name]['psnr'])
+    assert 'gap_to_twin_db' in rows['plif.scratch.s0']['sets'][set_name]  # the membrane twin serves plif
+    assert rows['spike.scratch.s0']['params'] > rows['membrane.scratch.s0']['params']
+    assert rows['membrane.twin.s0']['energy']['sops'] == 0 < rows['membrane.scratch.s0']['energy']['sops']
+    assert_png(out / 'study.png')
+    assert '| membrane.hkd.s0 |' in (out / 'study.md').read_text()
+
+    second = run_script(BENCH_DISTILL, '--quick', '--out', out, '--arms', 'membrane.hkd.s0', 'teacher')
+    assert second.stdout.count('finished earlier: skipped') == 2 and 'training' not in second.stdout
+    mismatch = subprocess.run([sys.executable, str(BENCH_DISTILL), '--quick', '--out', str(out), '--iters', '6'],
+                              capture_output=True, text=True, timeout=300)
+    assert mismatch.returncode != 0
+    assert 'another protocol' in mismatch.stderr and "'iters'" in mismatch.stderr
 
 
 def load_script(path):
@@ -140,18 +139,73 @@ def load_script(path):
     return module
 
 
-def test_bench_distill_budget_flags(tmp_path, capsys):
-    bench = load_script(BENCH_DISTILL)
-    quick = bench.parse_args(['--quick', '--out', str(tmp_path), '--student-iters', '6'])
-    assert (quick.student_iters, quick.teacher_iters, quick.batch, quick.crop) == (6, 4, 2, 32)
-    full = bench.parse_args(['--out', str(tmp_path)])
-    assert (full.student_iters, full.val_every, full.final_images) == (400, 50, 17)
-    for bad, message in ((['--crop', '36'], '--crop must be a multiple of 8'),
-                         (['--val-every', '0'], '--val-every must be >= 1'),
-                         (['--hints', 'middle'], "invalid choice: 'middle'")):
-        with pytest.raises(SystemExit):
-            bench.parse_args(['--quick', '--out', str(tmp_path), *bad])
-        assert message in capsys.readouterr().err
+def quick_study(out, iters=4):
+    from basicsr_snn.benchmarks.study import Study, StudyProtocol
+    from basicsr_snn.data.demo_data import make_demo_dataset
+    demo = make_demo_dataset(out.parent / 'demo', tile_size=64, val_size=64)
+    protocol = StudyProtocol(train_dir=str(demo['train_gray']), val_dirs=(str(demo['val_gray']), ), iters=iters,
+                             teacher_iters=2, batch=2, crop=32, val_every=2, val_images=1, final_images=1)
+    return Study(protocol, out, log=lambda message: None)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_arm_resumes_to_the_uninterrupted_result(tmp_path):
+    uninterrupted = quick_study(tmp_path / 'a')
+    uninterrupted.run(['membrane.scratch.s0'])
+    interrupted = quick_study(tmp_path / 'b')
+
+    def stop_after_first_validation(message):
+        if 'iter 2/4' in message:
+            raise Interrupt
+
+    interrupted.log = stop_after_first_validation
+    with pytest.raises(Interrupt):
+        interrupted.run(['membrane.scratch.s0'])
+    arm_dir = tmp_path / 'b' / 'membrane.scratch.s0'
+    assert (arm_dir / 'progress.pth').is_file() and not (arm_dir / 'result.json').exists()
+    assert not (arm_dir / 'lock').exists()
+    messages = []
+    interrupted.log = messages.append
+    interrupted.run(['membrane.scratch.s0'])
+    assert 'resuming at iteration 2/4' in ' '.join(messages)
+    expected = torch.load(tmp_path / 'a' / 'membrane.scratch.s0' / 'net_g.pth')['params']
+    resumed = torch.load(arm_dir / 'net_g.pth')['params']
+    for key, value in expected.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    curves = [json.loads((root / 'membrane.scratch.s0' / 'result.json').read_text())['curve'] for root in
+              (tmp_path / 'a', tmp_path / 'b')]
+    assert curves[0]['iters'] == curves[1]['iters'] == [2, 4]
+
+
+def test_an_arm_held_by_a_live_process_is_skipped_and_a_stale_lock_taken_over(tmp_path):
+    study = quick_study(tmp_path / 's', iters=2)
+    lock = tmp_path / 's' / 'membrane.twin.s0' / 'lock'
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        lock.write_text(str(holder.pid))
+        messages = []
+        study.log = messages.append
+        study.run(['membrane.twin.s0'])
+        assert f'held by process {holder.pid}: skipped' in ' '.join(messages)
+    finally:
+        holder.kill()
+        holder.wait()
+    study.run(['membrane.twin.s0'])  # the holder is gone: its lock is stale
+    assert (tmp_path / 's' / 'membrane.twin.s0' / 'result.json').is_file() and not lock.exists()
+
+
+def test_arm_names_are_checked():
+    from basicsr_snn.benchmarks.arms import Arm
+    assert Arm.parse('t8.twin-init.s3').twin.name == 'membrane.twin.s3'
+    assert [arm.name for arm in Arm.parse('membrane.twin-teacher.s1').dependencies()] == ['membrane.twin.s1']
+    assert [arm.name for arm in Arm.parse('spike.hkd.s0').dependencies()] == ['teacher']
+    for bad in ('membrane.hkd', 'wide.scratch.s0', 'membrane.kd.s0'):
+        with pytest.raises(ValueError, match=r'<design>\.<recipe>\.s<seed>'):
+            Arm.parse(bad)
 
 
 LOG_FIXTURE = """\
@@ -223,14 +277,3 @@ def test_plot_training_reports_missing_sources(tmp_path):
         read_experiment_scalars(tmp_path, 'auto')
     with pytest.raises(ValueError, match='source must be one of'):
         read_experiment_scalars(tmp_path, 'csv')
-
-
-def test_bench_distill_reuses_only_a_matching_scratch_run(tmp_path):
-    bench = load_script(BENCH_DISTILL)
-    protocol = {key: index for index, key in enumerate(bench.SCRATCH_PROTOCOL_KEYS)}
-    earlier = tmp_path / 'earlier.json'
-    earlier.write_text(json.dumps({'protocol': dict(protocol, hints='paper'), 'scratch': {'final': {'Set12': 1}}}))
-    reused = bench.reused_scratch(earlier, dict(protocol, hints='finest'))
-    assert reused == {'final': {'Set12': 1}, 'reused_from': str(earlier)}
-    with pytest.raises(ValueError, match=r'different protocol \(crop, seed\)'):
-        bench.reused_scratch(earlier, dict(protocol, crop=-1, seed=-1))

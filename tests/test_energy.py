@@ -160,3 +160,17 @@ def test_sops_agree_with_spikingjelly_synop_counter():
     # spikingjelly counts each spike's exact fan-out; rate x dense MACs also counts the taps
     # that fall on zero padding, a border effect of about 3% at 96x96.
     assert report.sops == pytest.approx(counter.get_total(), rel=0.05)
+
+
+@pytest.mark.parametrize('shortcut', ['membrane', 'spike'])
+def test_residual_and_skip_additions_cost_one_accumulate_per_element(shortcut):
+    from basicsr_snn.archs.spikerir_arch import SpikerIR
+    network = SpikerIR(in_ch=1, out_ch=1, dim=2, T=2, attention=False, shortcut=shortcut)
+    report = analyse_energy(network, torch.rand(2, 1, 16, 16))
+    # per time step: the 7 block outputs (widths 2, 4, 8, 16 at 16, 8, 4, 2 pixels a side) and the 3 skips
+    blocks = 2 * 256 + 4 * 64 + 8 * 16 + 16 * 4 + 8 * 16 + 4 * 64 + 2 * 256
+    skips = 8 * 16 + 4 * 64 + 2 * 256
+    assert report.additions == 2 * (blocks + skips)
+    assert report.energy_pj == pytest.approx((report.sops + report.additions) * report.ac_pj +
+                                             report.macs * report.mac_pj)
+    assert report.to_dict()['additions'] == report.additions

@@ -13,10 +13,13 @@ The convention (``DESIGN.md`` section 6):
   head) costs its MACs as multiply-accumulates (MAC), once per time step it actually ran.
   Operators outside conv / linear layers that mmengine counts (matmul, norms, pooling,
   interpolation) are analog too. An ANN is all MACs.
-* Energy = MACs x E_MAC + SOPs x E_AC, with 45 nm figures from Horowitz (ISSCC 2014).
+* Residual and skip additions (:class:`~basicsr_snn.archs.spiking_blocks.ElementwiseAdd`
+  modules: the shortcut of every residual block, the encoder-decoder skips) cost one
+  accumulate per output element, in spiking and ANN networks alike.
+* Energy = MACs x E_MAC + (SOPs + additions) x E_AC, with 45 nm figures from Horowitz (ISSCC 2014).
 
 Not included: memory traffic (weights, activations, membrane potentials), neuron state
-updates, element-wise operations and biases. Batch normalization is treated as folded into
+updates, other element-wise operations and biases. Batch normalization is treated as folded into
 the neighbouring layer (free) unless ``fold_batchnorm=False``.
 """
 import math
@@ -25,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from spikingjelly.activation_based import functional
 
-from basicsr_snn.analysis.firing_rate import FiringRateMonitor, SynapticInputMonitor
+from basicsr_snn.analysis.firing_rate import AdditionCounter, FiringRateMonitor, SynapticInputMonitor
 from basicsr_snn.analysis.macs import count_macs
 
 #: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add.
@@ -120,6 +123,7 @@ class EnergyReport:
         other_macs (dict[str, float]): MACs of operators outside conv / linear layers (per
             mmengine operator name), costed as MACs.
         neuron_rates (dict[str, float]): Firing rate of each spiking neuron module.
+        additions (float): Element-wise residual / skip additions per image, costed as ACs.
     """
     image_size: tuple
     num_images: int
@@ -132,6 +136,7 @@ class EnergyReport:
     other_macs: dict
     neuron_rates: dict = field(default_factory=dict)
     neuron_elements: dict = field(default_factory=dict, repr=False)
+    additions: float = 0.
 
     @property
     def sops(self):
@@ -143,7 +148,7 @@ class EnergyReport:
 
     @property
     def energy_pj(self):
-        return self.sops * self.ac_pj + self.macs * self.mac_pj
+        return (self.sops + self.additions) * self.ac_pj + self.macs * self.mac_pj
 
     @property
     def energy_uj(self):
@@ -188,6 +193,10 @@ class EnergyReport:
         for operator, count in self.other_macs.items():
             lines.append(f'{other:<{name_width}} {operator:<{type_width}} {"":>5} {"":>9} {"":>7} {"":>8} '
                          f'{format_count(count):>8} {format_energy(count * self.mac_pj):>9}')
+        if self.additions:
+            lines.append(f'{"(residual/skip additions)":<{name_width}} {"add":<{type_width}} {"":>5} {"":>9} '
+                         f'{"":>7} {format_count(self.additions):>8} {"":>8} '
+                         f'{format_energy(self.additions * self.ac_pj):>9}')
         height, width = self.image_size
         lines += ['-' * len(header),
                   f'per image {height}x{width}, T={self.time_steps}, {self.precision} '
@@ -237,7 +246,8 @@ def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=N
     model.eval()
     try:
         macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
-        with torch.no_grad(), SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons:
+        with torch.no_grad(), SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons, \
+                AdditionCounter(model) as additions:
             for image in images:
                 functional.reset_net(model)
                 model(image[None])
@@ -264,4 +274,6 @@ def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=N
                         precision=precision, mac_pj=mac_pj, ac_pj=ac_pj,
                         params=sum(p.numel() for p in model.parameters()), layers=layers,
                         other_macs={op: float(count) for op, count in macs.outside(inputs.recorded()).items()},
-                        neuron_rates=neurons.rates(), neuron_elements=neurons.counts())
+                        neuron_rates=neurons.rates(), neuron_elements=neurons.counts(),
+                        additions=additions.count / num_images)
+

@@ -20,6 +20,8 @@ import torch
 from spikingjelly.activation_based import neuron
 from torch import nn
 
+from basicsr_snn.archs.spiking_blocks import ElementwiseAdd
+
 SPIKING_NEURON_TYPES = (neuron.BaseNode, neuron.SimpleBaseNode)
 SYNAPTIC_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -172,3 +174,17 @@ class SynapticInputMonitor(_HookedModules):
     def recorded(self):
         """Paths of the layers that ran, in module order."""
         return [name for name, _ in self.targets if name in self._nonzero]
+
+
+class AdditionCounter(_HookedModules):
+    """Output elements of every :class:`ElementwiseAdd` (residual and skip additions) while inside ``with``."""
+
+    def __init__(self, model):
+        super().__init__(model, ElementwiseAdd)
+        self.count = 0
+
+    def _register(self, name, module):
+        def record_output(_module, _inputs, output):
+            self.count += output.numel()
+
+        return module.register_forward_hook(record_output)

@@ -6,8 +6,8 @@ from spikingjelly.activation_based import functional, layer
 from torch import nn
 
 from basicsr_snn.archs.arch_utils import check_choice, pad_to_multiple
-from basicsr_snn.archs.spiking_blocks import (SHORTCUTS, NeuronSpec, SpikingDownsample, SpikingLevel,
-                                              SpikingUpsample, rate_encode)
+from basicsr_snn.archs.spiking_blocks import (SHORTCUTS, ElementwiseAdd, NeuronSpec, SpikingDownsample,
+                                              SpikingLevel, SpikingUpsample, rate_encode)
 
 SPIKERIR_PRESETS = {
     # near the 0.07M parameters the paper states for its student
@@ -163,6 +163,7 @@ class SpikerIR(nn.Module):
         self.decoder2 = SpikingLevel(widths[1], dec_blocks[1], spec, T, attention, shortcut)
         self.up1 = SpikingUpsample(widths[1], widths[0], spec)
         self.decoder1 = SpikingLevel(widths[0], dec_blocks[0], spec, T, attention, shortcut)
+        self.skip_add = ElementwiseAdd()  # the three skips between encoder and decoder levels
         self.head = nn.Conv2d(dim, out_ch, 3, padding=1)
 
     def _encode(self, x):
@@ -180,9 +181,9 @@ class SpikerIR(nn.Module):
         enc2 = self.encoder2(self.down1(enc1))
         enc3 = self.encoder3(self.down2(enc2))
         latent = self.latent(self.down3(enc3))
-        dec3 = self.decoder3(self.up3(latent) + enc3)
-        dec2 = self.decoder2(self.up2(dec3) + enc2)
-        dec1 = self.decoder1(self.up1(dec2) + enc1)
+        dec3 = self.decoder3(self.skip_add(self.up3(latent), enc3))
+        dec2 = self.decoder2(self.skip_add(self.up2(dec3), enc2))
+        dec1 = self.decoder1(self.skip_add(self.up1(dec2), enc1))
         # the mean over T of a conv equals the conv of the mean: decode once instead of T times
         restored = padded + self.head(dec1.mean(0))
         return restored[..., :height, :width]

@@ -87,6 +87,17 @@ class NeuronSpec:
         return layer.ThresholdDependentBatchNorm2d(alpha=alpha, v_th=self.v_threshold, num_features=channels)
 
 
+class ElementwiseAdd(nn.Module):
+    """``a + b``: a residual or skip addition, one accumulate per output element.
+
+    A module rather than a bare ``+`` so that forward hooks see it: the energy estimate counts
+    its additions (:func:`basicsr_snn.analysis.analyse_energy`).
+    """
+
+    def forward(self, a, b):
+        return a + b
+
+
 def conv3x3(in_channels, out_channels, stride=1):
     return layer.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, step_mode='m')
 
@@ -138,6 +149,7 @@ class SpikingResidualBlock(nn.Module):
         self.conv2 = conv3x3(out_channels, out_channels)
         self.norm2 = spec.norm(out_channels, alpha=1 / math.sqrt(2))
         self.attention = attention
+        self.residual_add = ElementwiseAdd()
         self.identity_shortcut = shortcut == 'membrane' and in_channels == out_channels
         if not self.identity_shortcut:
             self.shortcut_conv = conv1x1(in_channels, out_channels)
@@ -149,8 +161,8 @@ class SpikingResidualBlock(nn.Module):
         if self.attention is not None:
             out = self.attention(out)
         if self.identity_shortcut:
-            return out + x
-        return out + self.shortcut_norm(self.shortcut_conv(spikes))
+            return self.residual_add(out, x)
+        return self.residual_add(out, self.shortcut_norm(self.shortcut_conv(spikes)))
 
 
 class SpikingLevel(nn.Sequential):
