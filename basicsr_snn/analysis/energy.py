@@ -276,4 +276,3 @@ def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=N
                         other_macs={op: float(count) for op, count in macs.outside(inputs.recorded()).items()},
                         neuron_rates=neurons.rates(), neuron_elements=neurons.counts(),
                         additions=additions.count / num_images)
-

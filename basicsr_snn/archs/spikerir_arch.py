@@ -73,8 +73,8 @@ class SpikerIR(nn.Module):
     twice, plus a shortcut), each optionally with spikingjelly's multi-dimensional attention.
     The default membrane shortcut adds the block's analog input unchanged, so the embedded
     image reaches the head through identities and skips; the spike shortcut (a 1x1 conv + tdBN
-    of the block's input spikes) re-quantises everything to spikes at every block. Down-sampling: neuron -> stride-2 3x3 conv ->
-    tdBN; up-sampling: neuron -> stride-2 2x2 transposed conv -> tdBN. Skip connections add
+    of the block's input spikes) re-quantises everything to spikes at every block.
+    Down-sampling: neuron -> stride-2 3x3 conv -> tdBN; up-sampling: neuron -> stride-2 2x2 transposed conv -> tdBN. Skip connections add
     (cheaper than concatenation + 1x1 conv, and widths already match).
 
     With direct encoding the T input steps are identical, so the first conv and its tdBN
@@ -163,7 +163,7 @@ class SpikerIR(nn.Module):
         self.decoder2 = SpikingLevel(widths[1], dec_blocks[1], spec, T, attention, shortcut)
         self.up1 = SpikingUpsample(widths[1], widths[0], spec)
         self.decoder1 = SpikingLevel(widths[0], dec_blocks[0], spec, T, attention, shortcut)
-        self.skip_add = ElementwiseAdd()  # the three skips between encoder and decoder levels
+        self.skip_add = ElementwiseAdd()  # the three encoder-decoder skips
         self.head = nn.Conv2d(dim, out_ch, 3, padding=1)
 
     def _encode(self, x):

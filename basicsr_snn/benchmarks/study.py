@@ -120,7 +120,7 @@ class Study:
         return {path.parent.name: json.loads(path.read_text()) for path in sorted(self.out.glob(f'*/{RESULT}'))}
 
     def run(self, arm_names):
-        """Train every arm of ``arm_names`` (and its dependencies) not finished yet; skip those another process holds."""
+        """Train the arms of ``arm_names`` (and their dependencies) not finished yet; skip those held elsewhere."""
         for name in arm_names:
             self._ensure(Arm.parse(name), wait_if_held=False)
 
@@ -182,7 +182,7 @@ class Study:
         progress = _Progress.load(self.arm_dir(arm) / PROGRESS, model) or _Progress(curve_loaders)
         if progress.iteration:
             self.log(f'[{arm.name}] resuming at iteration {progress.iteration}/{total}')
-        self.log(f'[{arm.name}] training {total} iterations ({RECIPES[arm.recipe].description if arm.recipe else "Restormer teacher"})')
+        self.log(f'[{arm.name}] training {total} iterations ({describe(arm)})')
         tic = time.time()
         for iteration, batch in enumerate(batches.iterate(progress.iteration), progress.iteration + 1):
             model.update_learning_rate(iteration, warmup_iter=-1)
@@ -203,13 +203,13 @@ class Study:
                 tic = time.time()
         tic = time.time()
         final = {name: evaluate_model(model, loader) for name, loader in final_loaders.items()}
-        self.log(f'[{arm.name}] final: ' + ', '.join(f'{name} {s["psnr"]:.2f} dB / {s["ssim"]:.4f} ({s["images"]} '
-                                                     f'images)' for name, s in final.items()))
+        self.log(f'[{arm.name}] final: ' + ', '.join(f'{name} {s["psnr"]:.2f} dB / {s["ssim"]:.4f} '
+                                                     f'({s["images"]} images)' for name, s in final.items()))
         network = model.get_bare_model(model.net_g)
         _atomic_save({'params': network.state_dict()}, self.arm_dir(arm) / CHECKPOINT)
         result = {
             'arm': arm.name, 'design': arm.design, 'recipe': arm.recipe, 'seed': arm.seed,
-            'description': RECIPES[arm.recipe].description if arm.recipe else 'Restormer teacher',
+            'description': describe(arm),
             'network': opt['network_g'], 'params': sum(p.numel() for p in network.parameters()),
             'distill': opt['train'].get('distill'), 'iters': total, 'curve': progress.curve,
             'losses': progress.losses, 'final': final, 'train_seconds': progress.train_seconds,
@@ -219,6 +219,10 @@ class Study:
         }
         _atomic_write_text(json.dumps(result, indent=1), self.arm_dir(arm) / RESULT)
         (self.arm_dir(arm) / PROGRESS).unlink(missing_ok=True)
+
+
+def describe(arm):
+    return RECIPES[arm.recipe].description if arm.recipe else 'the Restormer teacher'
 
 
 class _Progress:

@@ -165,4 +165,3 @@ def write_report(study, with_energy=True):
     (study.out / 'study.md').write_text(table + '\n')
     plot(study, study.out / 'study.png')
     return table
-

@@ -38,8 +38,9 @@ class FeatureAdapter(nn.Module):
             self.proj = nn.Identity()
             return
         if len(teacher_shape) == 5 and len(student_shape) == 4:
-            raise ValueError(f'{option_key}: the teacher feature {teacher_shape} is a multi-step sequence (T, B, C, H, W) '
-                             f'and the student feature {student_shape} is not; set teacher_reduce: mean')
+            raise ValueError(f'{option_key}: the teacher feature {teacher_shape} is a multi-step sequence '
+                             f'(T, B, C, H, W) and the student feature {student_shape} is not; '
+                             f'set teacher_reduce: mean')
         if len(student_shape) != 4 or len(teacher_shape) != 4 or student_shape[0] != teacher_shape[0]:
             raise ValueError(f'{option_key}: cannot adapt the student feature of shape {student_shape} to the teacher '
                              f'feature of shape {teacher_shape}: adapters map (B, c, h, w) to (B, C, H, W)')

@@ -269,4 +269,3 @@ class DistillSNNModel(SNNModel):
                                     f'it: no such file {load_path!r}')
         self.load_network(self.adapters, load_path, strict=True, param_key='params', key_chosen=True,
                           option_key=f'resume: {ADAPTERS_LABEL}')
-

@@ -63,16 +63,17 @@ def read_state_dict(path, param_key=DEFAULT_PARAM_KEY, key_chosen=False, option_
     if param_key is not None and param_key not in checkpoint:
         fallback = OTHER_PARAM_KEY.get(param_key)
         if key_chosen or fallback not in checkpoint:
-            raise ValueError(f'{key_option or option_key}: {param_key!r} is not in {path}; it holds {sorted(checkpoint)} '
-                             f'(a param key of ~ loads a bare state dict)')
+            raise ValueError(f'{key_option or option_key}: {param_key!r} is not in {path}; it holds '
+                             f'{sorted(checkpoint)} (a param key of ~ loads a bare state dict)')
         param_key = fallback
     state_dict = checkpoint if param_key is None else checkpoint[param_key]
-    state_dict = {key[len('module.'):] if key.startswith('module.') else key: value for key, value in state_dict.items()}
+    state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
+                  for key, value in state_dict.items()}
     return state_dict, param_key
 
 
-def load_weights(network, path, param_key=DEFAULT_PARAM_KEY, strict=True, key_chosen=False, option_key='checkpoint',
-                 network_label=None, strict_key='strict', key_option=None):
+def load_weights(network, path, param_key=DEFAULT_PARAM_KEY, strict=True, key_chosen=False,
+                 option_key='checkpoint', network_label=None, strict_key='strict', key_option=None):
     """Load checkpoint ``path`` into ``network`` under the module policy; returns a :class:`LoadReport`.
 
     Raises ``ValueError`` when ``strict`` and anything differs, or when no tensor matches. The

@@ -3,7 +3,6 @@ import copy
 from pathlib import Path
 
 
-
 def in_process_options(base, name, run_dir, total_iter, seed, device='cpu', lr=None, lr_floor=None,
                        print_freq=100):
     """A training option dict for ``build_model``: ``base``'s model, losses and optimizer, our budget.
