@@ -74,8 +74,9 @@ class SpikerIR(nn.Module):
     The default membrane shortcut adds the block's analog input unchanged, so the embedded
     image reaches the head through identities and skips; the spike shortcut (a 1x1 conv + tdBN
     of the block's input spikes) re-quantises everything to spikes at every block.
-    Down-sampling: neuron -> stride-2 3x3 conv -> tdBN; up-sampling: neuron -> stride-2 2x2 transposed conv -> tdBN. Skip connections add
-    (cheaper than concatenation + 1x1 conv, and widths already match).
+    Down-sampling: neuron -> stride-2 3x3 conv -> tdBN; up-sampling: neuron -> stride-2 2x2
+    transposed conv -> tdBN. Skip connections add (cheaper than concatenation + 1x1 conv, and
+    widths already match).
 
     With direct encoding the T input steps are identical, so the first conv and its tdBN
     (whose statistics over T copies equal those over one) run once on ``(1, B, ...)`` and the
