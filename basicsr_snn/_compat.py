@@ -112,25 +112,33 @@ def load_resume_state(opt):
 
     The state is looked up in the experiment's own ``training_states`` folder (BasicSR looks
     relative to the working directory) and loaded on the CPU: optimizers move their state to
-    the parameters' device when loaded, so this works on CPU and on any GPU. The frozen teacher
-    (``network_t``) keeps its checkpoint path and key.
+    the parameters' device when loaded, so this works on CPU and on any GPU. ``--auto_resume``
+    takes the newest checkpoint whose files all load, naming the newer files it skipped. The
+    frozen teacher (``network_t``) keeps its checkpoint path and key.
     """
     import basicsr.train
-    from basicsr.utils import scandir
 
+    from basicsr_snn.utils import experiment_lock
+    from basicsr_snn.utils.checkpoint import newest_complete_checkpoint
+
+    if opt['rank'] == 0:
+        experiment_lock.check_free(opt['path']['experiments_root'])
     resume_state_path = opt['path'].get('resume_state')
-    if opt['auto_resume']:
-        state_dir = opt['path']['training_states']
-        if osp.isdir(state_dir):
-            states = [int(float(name[:-len('.state')])) for name in scandir(state_dir, suffix='.state')]
-            if states:
-                resume_state_path = osp.join(state_dir, f'{max(states)}.state')
-                opt['path']['resume_state'] = resume_state_path
-    if not resume_state_path:
+    resume_state = None
+    if opt['auto_resume'] and osp.isdir(opt['path']['training_states']):
+        resume_state, skipped = newest_complete_checkpoint(opt['path']['training_states'], opt['path']['models'])
+        for path, reason in skipped:
+            print(f'WARNING: --auto_resume skips {path} ({reason}) and the rest of its checkpoint', flush=True)
+        if resume_state is not None:
+            opt['path']['resume_state'] = osp.join(opt['path']['training_states'], f"{resume_state['iter']}.state")
+    if resume_state is None and resume_state_path:
+        if not osp.isfile(resume_state_path):
+            raise FileNotFoundError(f"path.resume_state: no such file '{resume_state_path}'.")
+        resume_state = torch.load(resume_state_path, map_location='cpu', weights_only=False)
+    if resume_state is None:
         return None
-    if not osp.isfile(resume_state_path):
-        raise FileNotFoundError(f"path.resume_state: no such file '{resume_state_path}'.")
-    resume_state = torch.load(resume_state_path, map_location='cpu', weights_only=False)
+    if opt['rank'] == 0:
+        experiment_lock.acquire(opt['path']['experiments_root'])
     teacher_param_key = opt['path'].get('param_key_t')
     if TEACHER_NETWORK in opt:
         ignored = list(opt['path'].get('ignore_resume_networks') or [])
@@ -141,6 +149,20 @@ def load_resume_state(opt):
     global _resume_state_to_align
     _resume_state_to_align = resume_state
     return resume_state
+
+
+def _wrap_make_exp_dirs(original):
+    """A fresh run takes its experiment's lock as soon as BasicSR has created the folder."""
+
+    @functools.wraps(original)
+    def make_exp_dirs(opt):
+        from basicsr_snn.utils import experiment_lock
+        original(opt)
+        if opt['is_train'] and opt['rank'] == 0:
+            experiment_lock.acquire(opt['path']['experiments_root'])
+
+    make_exp_dirs.__wrapped_by_basicsr_snn__ = True
+    return make_exp_dirs
 
 
 def _wrap_create_train_val_dataloader(original):
@@ -212,6 +234,8 @@ def apply():
         options.parse_options = basicsr.train.parse_options = basicsr.test.parse_options = wrapped
     options.init_dist = init_dist
     basicsr.train.load_resume_state = load_resume_state
+    if not getattr(basicsr.train.make_exp_dirs, '__wrapped_by_basicsr_snn__', False):
+        basicsr.train.make_exp_dirs = _wrap_make_exp_dirs(basicsr.train.make_exp_dirs)
     basicsr.train.create_train_val_dataloader = _wrap_create_train_val_dataloader(
         basicsr.train.create_train_val_dataloader)
     if not getattr(EnlargedSampler.__iter__, '__wrapped_by_basicsr_snn__', False):

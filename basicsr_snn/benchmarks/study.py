@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
 from basicsr_snn.benchmarks.arms import RECIPES, Arm, student_network
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model, evenly_spaced
+from basicsr_snn.utils.checkpoint import atomic_save
 
 OPTIONS_DIR = Path(__file__).resolve().parents[2] / 'options'
 RESULT, CHECKPOINT, PROGRESS, LOCK = 'result.json', 'net_g.pth', 'progress.pth', 'lock'
@@ -206,7 +207,7 @@ class Study:
         self.log(f'[{arm.name}] final: ' + ', '.join(f'{name} {s["psnr"]:.2f} dB / {s["ssim"]:.4f} '
                                                      f'({s["images"]} images)' for name, s in final.items()))
         network = model.get_bare_model(model.net_g)
-        _atomic_save({'params': network.state_dict()}, self.arm_dir(arm) / CHECKPOINT)
+        atomic_save({'params': network.state_dict()}, self.arm_dir(arm) / CHECKPOINT)
         result = {
             'arm': arm.name, 'design': arm.design, 'recipe': arm.recipe, 'seed': arm.seed,
             'description': describe(arm),
@@ -253,7 +254,7 @@ class _Progress:
         state['networks'] = {name: model.get_bare_model(net).state_dict() for name, net in _trained_networks(model)}
         state['optimizers'] = [o.state_dict() for o in model.optimizers]
         state['schedulers'] = [s.state_dict() for s in model.schedulers]
-        _atomic_save(state, path)
+        atomic_save(state, path)
 
     @classmethod
     def load(cls, path, model):
@@ -278,12 +279,6 @@ def _trained_networks(model):
     if adapters is not None and adapters.has_parameters():
         networks.append(('adapters', adapters))
     return networks
-
-
-def _atomic_save(obj, path):
-    temporary = path.with_name(f'.{path.name}.tmp')
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
 
 
 def _atomic_write_text(text, path):

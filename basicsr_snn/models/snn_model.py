@@ -1,7 +1,9 @@
 """SNNModel: BasicSR's SRModel made safe for spiking networks (spikingjelly neuron state)."""
 import inspect
+import math
 from collections import OrderedDict
 from contextlib import nullcontext
+from os import path as osp
 
 import torch
 from basicsr.archs import build_network
@@ -9,11 +11,13 @@ from basicsr.losses import build_loss
 from basicsr.models.base_model import BaseModel
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from spikingjelly.activation_based import functional
 
 from basicsr_snn.analysis import FiringRateMonitor
-from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
+from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
+from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
 
 
 def build_network_from_options(opt, key):
@@ -75,6 +79,7 @@ class SNNModel(SRModel):
 
     def __init__(self, opt):
         BaseModel.__init__(self, opt)
+        self._nonfinite_outputs = 0
         self.net_g = self.model_to_device(build_network_from_options(opt, 'network_g'))
         self.print_network(self.net_g)
         load_path = opt['path'].get('pretrain_network_g')
@@ -109,8 +114,12 @@ class SNNModel(SRModel):
         (logger.warning if report.not_loaded else logger.info)(message)
 
     def init_training_settings(self):
+        train_opt = self.opt['train']
+        self.loss_guard = LossGuard.from_options(train_opt.get('loss_guard'))
+        self.grad_clip_norm = check_grad_clip_norm(train_opt.get('grad_clip_norm'))
+        self.last_checkpoint = None
         super().init_training_settings()
-        fft_opt = self.opt['train'].get('fft_opt')
+        fft_opt = train_opt.get('fft_opt')
         self.cri_fft = build_loss(fft_opt).to(self.device) if fft_opt else None
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
@@ -156,17 +165,75 @@ class SNNModel(SRModel):
         if monitor is not None and not monitor.targets:
             monitor = None
         self.optimizer_g.zero_grad()
+        # a skipped step must not leave its batch in the BN running statistics either
+        buffers_before = {name: buffer.detach().clone() for name, buffer in bare_net.named_buffers()}
         with monitor if monitor is not None else nullcontext():
             self.forward_student()
         l_total, loss_dict = self.compute_losses(current_iter)
-        l_total.backward()
-        self.optimizer_g.step()
+        problem = self.loss_guard.loss_problem(l_total)
+        if problem is None:
+            l_total.backward()
+            problem = self.loss_guard.gradient_problem(self._gradient_norm())
+        if problem is None:
+            self.optimizer_g.step()
+            self.loss_guard.accept(l_total)
+        else:
+            self.optimizer_g.zero_grad()
+            with torch.no_grad():
+                for name, buffer in bare_net.named_buffers():
+                    buffer.copy_(buffers_before[name])
+            self.loss_guard.skip(current_iter, problem, loss_dict, self._last_checkpoint_hint())
         functional.reset_net(bare_net)
         if monitor is not None:
             loss_dict['firing_rate'] = torch.tensor(monitor.mean_rate(), device=self.device)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """BasicSR's ``net_<label>_<iter>.pth``, written atomically and never from non-finite weights."""
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        iteration = 'latest' if current_iter == -1 else current_iter
+        path = osp.join(self.opt['path']['models'], f'{net_label}_{iteration}.pth')
+        try:
+            checkpoint = {key: state_dict_for_saving(self.get_bare_model(n)) for n, key in zip(nets, keys)}
+        except ValueError as error:
+            raise TrainingDiverged(f'Iteration {current_iter}: {error} ({path}). ' + self._last_checkpoint_hint())
+        atomic_save(checkpoint, path)
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's ``training_states/<iter>.state``, written atomically; it completes a checkpoint."""
+        if current_iter == -1:
+            return
+        state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers]}
+        atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+        self.last_checkpoint = (current_iter, osp.join(self.opt['path']['models'], f'net_g_{current_iter}.pth'))
+
+    def _last_checkpoint_hint(self):
+        if self.last_checkpoint is None:
+            return 'No checkpoint was saved in this run.'
+        return (f'The last checkpoint is {self.last_checkpoint[1]} (iteration {self.last_checkpoint[0]}); '
+                f'--auto_resume continues from it.')
+
+    def _update_best_metric_result(self, dataset_name, metric, val, current_iter):
+        """BasicSR's best-metric bookkeeping, except that a validation whose outputs were not finite
+        records ``nan`` and never becomes the best."""
+        if self._nonfinite_outputs or not math.isfinite(val):
+            self.metric_results[metric] = float('nan')
+            get_root_logger().warning(f'Validation {dataset_name} at iteration {current_iter}: {metric} is not '
+                                      f'recorded ({self._nonfinite_outputs} output(s) were not finite).')
+            return
+        super()._update_best_metric_result(dataset_name, metric, val, current_iter)
+
+    def _gradient_norm(self):
+        """The norm of all gradients of optim_g, after clipping to ``train.grad_clip_norm`` if set."""
+        parameters = [p for group in self.optimizer_g.param_groups for p in group['params'] if p.grad is not None]
+        max_norm = self.grad_clip_norm if self.grad_clip_norm is not None else float('inf')
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
     def _logs_at(self, current_iter):
         """True on the iterations whose log_dict BasicSR prints (the same on every rank)."""
@@ -186,9 +253,12 @@ class SNNModel(SRModel):
             self.output = net(self.lq)
         functional.reset_net(net)
         net.train(was_training)
+        if not torch.isfinite(self.output).all():
+            self._nonfinite_outputs += 1
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         self.opt['val'].setdefault('suffix', None)
+        self._nonfinite_outputs = 0
         with FiringRateMonitor(self.inference_network()) as monitor:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         self._log_firing_rates(monitor, dataloader.dataset.opt['name'], current_iter, tb_logger)

@@ -8,10 +8,13 @@ beside it when EMA was on. The policy, for every network (teacher, student, scri
   checkpoint trained without EMA still initialises an EMA copy; a key the user chose must exist.
   ``None``: the file is the state dict itself.
 * A ``module.`` prefix (a DDP-wrapped network saved as is) is dropped.
+* Files are written by :func:`atomic_save`: a checkpoint file is complete or absent.
 * ``strict``: names and shapes must match exactly. Otherwise every tensor whose name and shape
   match is loaded, the others are reported, and a checkpoint of which nothing matches is an
   error (it is almost certainly the wrong file).
 """
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +102,73 @@ def load_weights(network, path, param_key=DEFAULT_PARAM_KEY, strict=True, key_ch
                          f'is it a checkpoint of another network? ({report.summary()})')
     network.load_state_dict({key: state_dict[key] for key in report.loaded}, strict=strict)
     return report
+
+
+def atomic_save(obj, path):
+    """``torch.save`` to a temporary name in the same folder, then rename: ``path`` is never half-written."""
+    path = Path(path)
+    temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def state_dict_for_saving(network):
+    """``network``'s state dict on the CPU without a DDP ``module.`` prefix; refuses non-finite tensors."""
+    state_dict = {(key[len('module.'):] if key.startswith('module.') else key): value.detach().cpu()
+                  for key, value in network.state_dict().items()}
+    broken = [key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise ValueError(f'{type(network).__name__} has non-finite values in {broken[:10]}; not saved')
+    return state_dict
+
+
+_MODEL_FILE = re.compile(r'^(?P<label>.+)_(?P<iter>\d+)\.pth$')
+
+
+def newest_complete_checkpoint(training_states, models):
+    """The newest iteration whose training state and every network file load.
+
+    A BasicSR checkpoint of iteration N is ``<training_states>/N.state`` plus one
+    ``<models>/<label>_N.pth`` for every label the run saves (``net_g``, and ``net_adapters`` for
+    distillation; the labels are read from the file names in ``models``). An iteration with a
+    missing, empty or truncated file is skipped.
+
+    Returns:
+        tuple: ``(state, skipped)``: the loaded training state (None when there is no state file at
+        all) and ``[(path, reason), ...]`` for every file of a newer iteration that did not load.
+
+    Raises:
+        RuntimeError: there are state files but no iteration loads; the message names every file.
+    """
+    training_states, models = Path(training_states), Path(models)
+    iterations = sorted((int(path.stem) for path in training_states.glob('*.state') if path.stem.isdigit()),
+                        reverse=True)
+    labels = sorted({match['label'] for match in map(_MODEL_FILE.match, os.listdir(models) if models.is_dir() else [])
+                     if match})
+    skipped = []
+    for iteration in iterations:
+        problems = []
+        state = _try_load(training_states / f'{iteration}.state', problems, weights_only=False)
+        for label in labels:
+            _try_load(models / f'{label}_{iteration}.pth', problems, weights_only=True)
+        if not problems:
+            return state, skipped
+        skipped.extend(problems)
+    if iterations:
+        raise RuntimeError('--auto_resume: no checkpoint in ' + f'{training_states} and {models} loads: ' +
+                           '; '.join(f'{path}: {reason}' for path, reason in skipped))
+    return None, skipped
+
+
+def _try_load(path, problems, weights_only):
+    if not path.is_file():
+        problems.append((path, 'missing'))
+        return None
+    try:
+        return torch.load(path, map_location='cpu', weights_only=weights_only)
+    except Exception as error:  # noqa: BLE001  (any unreadable file disqualifies its checkpoint)
+        problems.append((path, f'{type(error).__name__}: {error}'.splitlines()[0]))
+        return None

@@ -1,0 +1,108 @@
+"""What keeps a bad step from reaching the weights: non-finite or diverging losses and gradients.
+
+``train.loss_guard`` (defaults in brackets)::
+
+    loss_guard:
+      max_skips: 3              # [3] bad steps in a row that are skipped before training stops
+      divergence_ratio: 1.0e4   # [1e4] a loss above this x the lowest loss so far is a bad step; ~: off
+    grad_clip_norm: ~           # [~] clip the gradient norm to this value before the step
+
+A bad step (non-finite total loss, non-finite gradient norm, or a diverged loss) is skipped:
+its gradients are dropped and the optimizer does not step. Every rank takes the same decision
+(the flags are reduced over the process group), so no rank waits for another.
+"""
+import math
+
+import torch
+import torch.distributed as dist
+from basicsr.utils import get_root_logger
+
+GUARD_KEYS = ('max_skips', 'divergence_ratio')
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped after ``max_skips`` bad steps in a row."""
+
+
+class LossGuard:
+    """Decides, every iteration and identically on every rank, whether the optimizer may step.
+
+    Args:
+        max_skips (int): Bad steps in a row skipped before :class:`TrainingDiverged` is raised.
+        divergence_ratio (float | None): A total loss above ``divergence_ratio`` x the lowest
+            accepted loss counts as diverged; None disables the test.
+        option_key (str): Where the options come from, for errors.
+    """
+
+    def __init__(self, max_skips=3, divergence_ratio=1e4, option_key='train.loss_guard'):
+        if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 0:
+            raise ValueError(f'{option_key}.max_skips must be an integer >= 0, got {max_skips!r}')
+        if divergence_ratio is not None and (isinstance(divergence_ratio, bool) or
+                                             not isinstance(divergence_ratio, (int, float)) or divergence_ratio <= 1):
+            raise ValueError(f'{option_key}.divergence_ratio must be a number > 1 or ~ (off), got {divergence_ratio!r}')
+        self.max_skips = max_skips
+        self.divergence_ratio = divergence_ratio
+        self.lowest_loss = math.inf
+        self.skipped_in_a_row = 0
+
+    @classmethod
+    def from_options(cls, options, option_key='train.loss_guard'):
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(GUARD_KEYS))
+        if unknown:
+            raise ValueError(f'{option_key}: unknown key(s) {unknown}; valid keys: {list(GUARD_KEYS)}')
+        return cls(**options, option_key=option_key)
+
+    def loss_problem(self, total_loss):
+        """Why ``total_loss`` must not be back-propagated on any rank (None: it may)."""
+        value = float(total_loss.detach())
+        finite = math.isfinite(value)
+        diverged = finite and self.divergence_ratio is not None and value > self.divergence_ratio * self.lowest_loss
+        flags = _agreed([not finite, diverged], total_loss.device)
+        if flags[0]:
+            return 'the loss is not finite'
+        if flags[1]:
+            return (f'the loss diverged (above {self.divergence_ratio:g} x the lowest loss so far, '
+                    f'{self.lowest_loss:.4g})')
+        return None
+
+    def gradient_problem(self, grad_norm):
+        """Why the step with gradient norm ``grad_norm`` must be skipped on every rank (None: it may be taken)."""
+        return 'the gradient norm is not finite' if _agreed([not math.isfinite(float(grad_norm))],
+                                                            grad_norm.device)[0] else None
+
+    def accept(self, total_loss):
+        self.lowest_loss = min(self.lowest_loss, float(total_loss.detach()))
+        self.skipped_in_a_row = 0
+
+    def skip(self, current_iter, reason, loss_dict, checkpoint_hint):
+        """Count a skipped step; warn, or raise :class:`TrainingDiverged` after ``max_skips`` in a row.
+
+        ``checkpoint_hint`` says where the last good checkpoint is, for the error.
+        """
+        self.skipped_in_a_row += 1
+        values = {key: float(value.detach() if torch.is_tensor(value) else value) for key, value in loss_dict.items()}
+        terms = ', '.join(f'{key}: {value:.4g}' for key, value in values.items())
+        bad_terms = [key for key, value in values.items() if not math.isfinite(value)]
+        where = f'iteration {current_iter}: {reason} ({terms}' + (f'; not finite: {bad_terms}' if bad_terms else '')
+        if self.skipped_in_a_row > self.max_skips:
+            raise TrainingDiverged(f'Training stopped at {where}), {self.skipped_in_a_row} bad steps in a row '
+                                   f'(train.loss_guard.max_skips: {self.max_skips}). Lower train.optim_g.lr or set '
+                                   f'train.grad_clip_norm. {checkpoint_hint}')
+        get_root_logger().warning(f'Skipped the step of {where}); {self.skipped_in_a_row} in a row '
+                                  f'(train.loss_guard.max_skips: {self.max_skips}).')
+
+
+def _agreed(flags, device):
+    """``flags`` OR-ed over every rank of the process group (as they are without one)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [bool(flag) for flag in flags]
+    tensor = torch.tensor([float(flag) for flag in flags], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [bool(value) for value in tensor.tolist()]
+
+
+def check_grad_clip_norm(value, option_key='train.grad_clip_norm'):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ValueError(f'{option_key} must be a number > 0 or ~ (no clipping), got {value!r}')
+    return value

@@ -1,0 +1,248 @@
+"""Runs that lose no work: the loss guard, atomic checkpoints, resume fallback, one writer per experiment."""
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, _agreed
+from basicsr_snn.utils import experiment_lock
+from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
+from pipeline_utils import TRAIN_SCRIPT, write_options, write_paired_folder
+from snn_options import build_model, in_process_options, training_options, write_teacher_checkpoint
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
+
+
+def snn_model(tmp_path, data_root, **train):
+    return build_model(in_process_options(tmp_path, training_options(tmp_path, data_root, 'guarded', **train)))
+
+
+def batch(value=None):
+    lq = torch.rand(2, 3, 16, 16)
+    if value is not None:
+        lq[0, 0, 0, 0] = value
+    return {'lq': lq, 'gt': torch.rand(2, 3, 16, 16)}
+
+
+def weights(model):
+    """Parameters and buffers (BN running statistics) of the student."""
+    return {key: value.clone() for key, value in model.get_bare_model(model.net_g).state_dict().items()}
+
+
+def test_a_non_finite_loss_never_reaches_the_optimizer_and_stops_the_run(tmp_path, data_root):
+    model = snn_model(tmp_path, data_root, loss_guard={'max_skips': 2})
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    before = weights(model)
+    for iteration in (2, 3):
+        model.feed_data(batch(float('nan')))
+        model.optimize_parameters(iteration)
+        assert math.isnan(model.log_dict['l_pix'])
+    assert all(torch.equal(value, before[key]) for key, value in weights(model).items())
+    model.feed_data(batch(float('nan')))
+    with pytest.raises(TrainingDiverged, match=r'Training stopped at iteration 4: the loss is not finite \(l_pix: nan'
+                                               r'.*not finite: \[.l_pix., .l_fft.\]\), 3 bad steps in a row '
+                                               r'\(train\.loss_guard\.max_skips: 2\).*No checkpoint was saved'):
+        model.optimize_parameters(4)
+
+
+def test_a_good_step_resets_the_count_of_bad_ones(tmp_path, data_root):
+    model = snn_model(tmp_path, data_root, loss_guard={'max_skips': 1})
+    for iteration, value in enumerate([None, float('inf'), None, float('nan'), None], 1):
+        model.feed_data(batch(value))
+        model.optimize_parameters(iteration)
+    assert model.loss_guard.skipped_in_a_row == 0
+
+
+def test_a_diverged_loss_is_skipped():
+    guard = LossGuard(max_skips=3, divergence_ratio=100)
+    guard.accept(torch.tensor(0.05))
+    assert guard.loss_problem(torch.tensor(4.0)) is None
+    assert 'diverged' in guard.loss_problem(torch.tensor(6.0))
+    assert LossGuard(divergence_ratio=None).loss_problem(torch.tensor(1e30)) is None
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'max_skips': -1}, r'train\.loss_guard\.max_skips must be an integer >= 0'),
+    ({'divergence_ratio': 1}, r'train\.loss_guard\.divergence_ratio must be a number > 1 or ~'),
+    ({'max_skip': 3}, r"train\.loss_guard: unknown key\(s\) \['max_skip'\]"),
+])
+def test_guard_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        LossGuard.from_options(options)
+
+
+def test_gradient_norm_is_clipped(tmp_path, data_root):
+    model = snn_model(tmp_path, data_root, grad_clip_norm=1e-3)
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    grads = [p.grad for group in model.optimizer_g.param_groups for p in group['params'] if p.grad is not None]
+    assert float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) <= 1e-3 * 1.01
+    with pytest.raises(ValueError, match=r'train\.grad_clip_norm must be a number > 0'):
+        snn_model(tmp_path, data_root, grad_clip_norm=0)
+
+
+def _agree_worker(rank, port, results):
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    results[rank] = _agreed([rank == 1, False], torch.device('cpu'))
+    dist.destroy_process_group()
+
+
+def test_every_rank_takes_the_decision_of_the_worst_rank():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_agree_worker, args=(port, results), nprocs=2)
+    assert results[0] == results[1] == [True, False]
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, data_root):
+    model = snn_model(tmp_path, data_root)
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    model.save(0, 1)
+    with torch.no_grad():
+        model.get_bare_model(model.net_g).head.weight[0, 0, 0, 0] = float('nan')
+    with pytest.raises(TrainingDiverged, match=r'Iteration 2: SpikerIR has non-finite values in \[.head\.weight.\]; '
+                                               r'not saved .*net_g_2\.pth.*The last checkpoint is .*net_g_1\.pth'):
+        model.save(0, 2)
+    assert not (tmp_path / 'experiments' / 'guarded' / 'models' / 'net_g_2.pth').exists()
+
+
+def test_a_non_finite_validation_is_never_the_best(tmp_path, data_root):
+    from snn_options import validation_loader
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'guarded'))
+    model = build_model(options)
+    loader = validation_loader(options)
+    model.nondist_validation(loader, 1, None, False)
+    best = model.best_metric_results['tiny_val']['psnr']
+    assert best['iter'] == 1 and math.isfinite(best['val'])
+    with torch.no_grad():
+        model.get_bare_model(model.net_g).head.bias.fill_(float('nan'))
+    model.nondist_validation(loader, 2, None, False)
+    assert math.isnan(model.metric_results['psnr'])
+    assert model.best_metric_results['tiny_val']['psnr'] == best
+
+
+def test_the_issue_case_huge_learning_rate_stops_with_a_clear_error_and_no_nan_checkpoint(tmp_path, data_root):
+    options = training_options(tmp_path, data_root, 'lr_1e35', total_iter=20)
+    options['train']['optim_g']['lr'] = 1e35
+    options['logger']['save_checkpoint_freq'] = 2
+    result = subprocess.run([sys.executable, str(TRAIN_SCRIPT), '-opt', str(write_options(tmp_path / 'o.yml', options))],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode != 0
+    assert re.search(r'TrainingDiverged: Training stopped at iteration \d+: the loss is not finite', result.stderr)
+    for checkpoint in (tmp_path / 'experiments' / 'lr_1e35' / 'models').glob('*.pth'):
+        assert all(torch.isfinite(v).all() for v in torch.load(checkpoint)['params'].values()), checkpoint
+
+
+# atomic checkpoints and the resume fallback ---------------------------------------------------------
+
+def write_checkpoint(folder, iteration, labels=('net_g', 'net_adapters')):
+    atomic_save({'iter': iteration, 'epoch': 0}, folder / 'training_states' / f'{iteration}.state')
+    for label in labels:
+        atomic_save({'params': {'w': torch.ones(2)}}, folder / 'models' / f'{label}_{iteration}.pth')
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'empty', 'delete'])
+@pytest.mark.parametrize('victim', ['training_states/2.state', 'models/net_g_2.pth', 'models/net_adapters_2.pth'])
+def test_resume_falls_back_past_a_damaged_file(tmp_path, damage, victim):
+    for folder in ('training_states', 'models'):
+        (tmp_path / folder).mkdir()
+    write_checkpoint(tmp_path, 1)
+    write_checkpoint(tmp_path, 2)
+    path = tmp_path / victim
+    if damage == 'delete':
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2] if damage == 'truncate' else b'')
+    state, skipped = newest_complete_checkpoint(tmp_path / 'training_states', tmp_path / 'models')
+    assert state['iter'] == 1
+    # without its state file, iteration 2 was never a checkpoint: nothing of it is skipped
+    assert [p for p, _ in skipped] == ([] if damage == 'delete' and path.suffix == '.state' else [path])
+
+
+def test_resume_with_no_loadable_checkpoint_names_the_files(tmp_path):
+    for folder in ('training_states', 'models'):
+        (tmp_path / folder).mkdir()
+    write_checkpoint(tmp_path, 3, labels=('net_g', ))
+    (tmp_path / 'models' / 'net_g_3.pth').write_bytes(b'')
+    with pytest.raises(RuntimeError, match=r'no checkpoint in .* loads: .*net_g_3\.pth: EOFError'):
+        newest_complete_checkpoint(tmp_path / 'training_states', tmp_path / 'models')
+    assert newest_complete_checkpoint(tmp_path / 'absent', tmp_path / 'models') == (None, [])
+
+
+def test_a_crash_while_saving_leaves_no_partial_file(tmp_path, monkeypatch):
+    def failing_save(obj, path):
+        open(path, 'wb').write(b'half')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(torch, 'save', failing_save)
+    with pytest.raises(OSError, match='disk full'):
+        atomic_save({'w': 1}, tmp_path / 'net_g_5.pth')
+    assert list(tmp_path.iterdir()) == []
+
+
+def run_train(tmp_path, options_path, *args):
+    return subprocess.run([sys.executable, str(TRAIN_SCRIPT), '-opt', str(options_path), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def test_auto_resume_falls_back_to_the_previous_checkpoint_and_finishes(tmp_path, data_root):
+    teacher = write_teacher_checkpoint(tmp_path / 'teacher.pth')
+    options = training_options(tmp_path, data_root, 'fallback', 'DistillSNNModel', total_iter=2, teacher_path=teacher)
+    options['logger']['save_checkpoint_freq'] = 1
+    assert run_train(tmp_path, write_options(tmp_path / 'a.yml', options)).returncode == 0
+    models = tmp_path / 'experiments' / 'fallback' / 'models'
+    damaged = models / 'net_adapters_2.pth'
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    options['train']['total_iter'] = 3
+    result = run_train(tmp_path, write_options(tmp_path / 'b.yml', options), '--auto_resume')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f'--auto_resume skips {damaged}' in result.stdout
+    log = sorted((tmp_path / 'experiments' / 'fallback').glob('train_*.log'))[-1].read_text()
+    assert re.search(r'Start training from epoch: \d+, iter: 1\n', log)
+    assert (models / 'net_g_3.pth').is_file()
+
+
+# one writer per experiment -----------------------------------------------------------------------------
+
+def test_a_second_run_on_a_locked_experiment_is_refused(tmp_path, data_root):
+    options_path = write_options(tmp_path / 'o.yml', training_options(tmp_path, data_root, 'locked', total_iter=1))
+    experiment = tmp_path / 'experiments' / 'locked'
+    experiment.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    try:
+        (experiment / '.lock').write_text(f'{holder.pid} {socket.gethostname()}\n')
+        result = run_train(tmp_path, options_path)
+        assert result.returncode != 0
+        assert f'experiment locked is being trained by process {holder.pid}' in result.stderr
+        assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['locked']  # nothing archived
+    finally:
+        holder.kill()
+        holder.wait()
+    result = run_train(tmp_path, options_path)  # the holder is gone: its lock is stale
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (experiment / 'models' / 'net_g_latest.pth').is_file() and not (experiment / '.lock').exists()
+
+
+def test_lock_is_released_only_by_its_holder(tmp_path):
+    experiment_lock.acquire(tmp_path)
+    experiment_lock.check_free(tmp_path)  # our own lock does not stop us
+    (tmp_path / '.lock').write_text(f'{os.getpid()} another-host\n')
+    experiment_lock.release(tmp_path)
+    assert (tmp_path / '.lock').is_file()
+    with pytest.raises(experiment_lock.ExperimentLocked, match='on host another-host'):
+        experiment_lock.check_free(tmp_path)
