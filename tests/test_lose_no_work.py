@@ -246,3 +246,63 @@ def test_lock_is_released_only_by_its_holder(tmp_path):
     assert (tmp_path / '.lock').is_file()
     with pytest.raises(experiment_lock.ExperimentLocked, match='on host another-host'):
         experiment_lock.check_free(tmp_path)
+
+
+# shapes checked before training -------------------------------------------------------------------------
+
+def gray_folder(root):
+    return write_paired_folder(root, count=2, size=24, channels=1)
+
+
+@pytest.mark.parametrize('model_type', ['SNNModel', 'DistillSNNModel'])
+def test_color_student_on_gray_data_is_named_before_training(tmp_path, model_type):
+    from snn_options import TEACHER
+    gray = gray_folder(tmp_path / 'gray')
+    teacher = write_teacher_checkpoint(tmp_path / 'teacher.pth')
+    options = in_process_options(tmp_path, training_options(tmp_path, gray, 'c', model_type, teacher_path=teacher))
+    for dataset in options['datasets'].values():
+        dataset['color'] = 'y'  # BasicSR's PairedImageDataset reads gray files as 1 channel with color: y
+    if model_type == 'DistillSNNModel':
+        options['network_t'] = dict(TEACHER)
+    with pytest.raises(ValueError, match=r'datasets\.train \(datasets\.train\.color: y\) gives 1-channel images, but '
+                                         r'network_g\.in_ch takes 3'):
+        build_model(options)
+
+
+def test_teacher_and_student_input_channels_must_agree(tmp_path, data_root):
+    from snn_options import TEACHER
+    gray_teacher = dict(TEACHER, inp_channels=1, out_channels=1)
+    teacher = write_teacher_checkpoint(tmp_path / 'teacher.pth', network=gray_teacher)
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'ch', 'DistillSNNModel',
+                                                            teacher_path=teacher))
+    options['network_t'] = gray_teacher
+    with pytest.raises(ValueError, match=r'datasets\.train gives 3-channel images, but network_t\.inp_channels takes 1'):
+        build_model(options)
+    del options['datasets']
+    with pytest.raises(ValueError, match=r'differ in input channels: network_g\.in_ch takes 3, network_t\.inp_channels '
+                                         r'takes 1'):
+        build_model(options)
+
+
+def test_a_teacher_whose_output_cannot_be_scored_against_the_student_is_named(tmp_path, data_root):
+    one_out = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 1, 'scale': 1, 'num_feat': 4, 'num_block': 1,
+               'num_grow_ch': 4}
+    teacher = write_teacher_checkpoint(tmp_path / 'teacher.pth', network=one_out)
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'out', 'DistillSNNModel',
+                                                            teacher_path=teacher))
+    options['network_t'] = one_out
+    options['train']['distill']['hints'] = [{'student': 'decoder1', 'teacher': 'conv_body'}]
+    with pytest.raises(ValueError, match=r'the teacher PSNR of validation: the student output \(1, 3, 32, 32\) '
+                                         r'\(network_g\.out_ch\) and the teacher output \(1, 1, 32, 32\) '
+                                         r'\(network_t\.num_out_ch\) differ'):
+        build_model(options)
+
+
+def test_a_corrupt_validation_image_fails_before_training_and_is_named(tmp_path):
+    data = write_paired_folder(tmp_path / 'data', count=3, size=24)
+    (data / 'gt' / '001.png').write_bytes(b'not a png')
+    options = in_process_options(tmp_path, training_options(tmp_path, data, 'corrupt'))
+    options['datasets']['train']['dataroot_gt'] = str(write_paired_folder(tmp_path / 'good', count=3) / 'gt')
+    options['datasets']['train']['dataroot_lq'] = str(tmp_path / 'good' / 'lq')
+    with pytest.raises(ValueError, match=r'datasets\.val: sample 1 \(.*001\.png.*\) cannot be read'):
+        build_model(options)

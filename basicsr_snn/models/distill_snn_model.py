@@ -10,6 +10,7 @@ from torch import nn
 
 from basicsr_snn.distill import (DistillOptions, DistillWeightSchedule, FeatureAdapter, FeatureRecorder, HintAdapters,
                                  HintComparison, build_comparison_loss)
+from basicsr_snn.models import preflight
 from basicsr_snn.models.snn_model import SNNModel, build_network_from_options
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
 
@@ -108,6 +109,7 @@ class DistillSNNModel(SNNModel):
         self.cri_output_kd = (build_comparison_loss(output_term.loss, f'{output_term.option_key}.loss').to(self.device)
                               if output_term else None)
         self.net_t = self._build_teacher()
+        self.check_datasets()
         self.student_recorder = FeatureRecorder(self.get_bare_model(self.net_g))
         self.teacher_recorder = FeatureRecorder(self.net_t)
         for hint in self.distill_opt.hints:
@@ -119,6 +121,9 @@ class DistillSNNModel(SNNModel):
         self.net_adapters = self.model_to_device(self.adapters) if self.adapters.has_parameters() else self.adapters
         self._teacher_psnr_datasets = set()
         super().init_training_settings()
+
+    def networks_fed_by_data(self):
+        return dict(super().networks_fed_by_data(), network_t=self.net_t)
 
     def _build_teacher(self):
         """network_t, loaded from path.pretrain_network_t and frozen, on the device (not DDP)."""
@@ -163,6 +168,7 @@ class DistillSNNModel(SNNModel):
     def _build_adapters(self):
         """Dry-run both networks once to learn each hint's shapes, then build the adapters."""
         student = self.get_bare_model(self.net_g)
+        preflight.check_same_input_channels(self.opt, self.networks_fed_by_data())
         probe = torch.zeros(1, *self._probe_shape(student), device=self.device)
         rng_devices = [torch.cuda.current_device()] if self.device.type == 'cuda' else []
         was_training = student.training
@@ -174,9 +180,10 @@ class DistillSNNModel(SNNModel):
                 teacher_output = self.net_t(probe)
         functional.reset_net(student)
         student.train(was_training)
-        if self.distill_opt.output and student_output.shape != teacher_output.shape:
-            raise ValueError(f'{self.distill_opt.output.option_key}: the student output {tuple(student_output.shape)} '
-                             f'and the teacher output {tuple(teacher_output.shape)} differ in shape')
+        if self.distill_opt.output:
+            preflight.check_output_shapes(self.opt, student_output, teacher_output, self.distill_opt.output.option_key)
+        if any(not key.startswith('train') for key in self.opt.get('datasets') or {}):
+            preflight.check_output_shapes(self.opt, student_output, teacher_output, 'the teacher PSNR of validation')
         adapters = HintAdapters()
         logger = get_root_logger()
         for hint in self.distill_opt.hints:

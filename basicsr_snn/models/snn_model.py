@@ -16,6 +16,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from spikingjelly.activation_based import functional
 
 from basicsr_snn.analysis import FiringRateMonitor
+from basicsr_snn.models import preflight
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
 
@@ -80,6 +81,7 @@ class SNNModel(SRModel):
     def __init__(self, opt):
         BaseModel.__init__(self, opt)
         self._nonfinite_outputs = 0
+        self._datasets_checked = False
         self.net_g = self.model_to_device(build_network_from_options(opt, 'network_g'))
         self.print_network(self.net_g)
         load_path = opt['path'].get('pretrain_network_g')
@@ -113,7 +115,18 @@ class SNNModel(SRModel):
         logger = get_root_logger()
         (logger.warning if report.not_loaded else logger.info)(message)
 
+    def networks_fed_by_data(self):
+        """{option key: network} of the networks that read the data (distillation adds the teacher)."""
+        return {'network_g': self.get_bare_model(self.net_g)}
+
+    def check_datasets(self):
+        """Before training: every dataset decodes and fits the networks it feeds (see :mod:`.preflight`)."""
+        if not self._datasets_checked:
+            preflight.check_datasets(self.opt, self.networks_fed_by_data())
+            self._datasets_checked = True
+
     def init_training_settings(self):
+        self.check_datasets()
         train_opt = self.opt['train']
         self.loss_guard = LossGuard.from_options(train_opt.get('loss_guard'))
         self.grad_clip_norm = check_grad_clip_norm(train_opt.get('grad_clip_norm'))
