@@ -107,6 +107,24 @@ def _wrap_parse_options(original):
     return parse_options
 
 
+def _read_numbers(original):
+    """``--force_yml key=1e3``: BasicSR keeps ``'1e3'`` (and ``'-2'``) as strings; read them as numbers."""
+
+    @functools.wraps(original)
+    def postprocess_yml_value(value):
+        result = original(value)
+        if isinstance(result, str):
+            try:
+                number = float(result)
+            except ValueError:
+                return result
+            return int(number) if number.is_integer() and result.lstrip('+-').isdigit() else number
+        return result
+
+    postprocess_yml_value.__wrapped_by_basicsr_snn__ = True
+    return postprocess_yml_value
+
+
 def load_resume_state(opt):
     """BasicSR's resume, made independent of the current directory and of CUDA.
 
@@ -233,6 +251,8 @@ def apply():
         wrapped = _wrap_parse_options(options.parse_options)
         options.parse_options = basicsr.train.parse_options = basicsr.test.parse_options = wrapped
     options.init_dist = init_dist
+    if not getattr(options._postprocess_yml_value, '__wrapped_by_basicsr_snn__', False):
+        options._postprocess_yml_value = _read_numbers(options._postprocess_yml_value)
     basicsr.train.load_resume_state = load_resume_state
     if not getattr(basicsr.train.make_exp_dirs, '__wrapped_by_basicsr_snn__', False):
         basicsr.train.make_exp_dirs = _wrap_make_exp_dirs(basicsr.train.make_exp_dirs)

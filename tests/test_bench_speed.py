@@ -14,8 +14,8 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
     results = json.loads(out.read_text())
 
     assert {(row['arch'], row['preset'], row['T']) for row in results['rows']} == {
-        *(('SpikerIR', preset, T) for preset in ('small', 'base') for T in (1, 2, 4, 8)),
-        ('SpikerIRReLU', 'small', 1), ('SpikerIRReLU', 'base', 1)}
+        *(('SpikerIR', preset, T) for preset in ('small', 'medium', 'base') for T in (1, 2, 4, 8)),
+        ('SpikerIRReLU', 'small', 1), ('SpikerIRReLU', 'medium', 1), ('SpikerIRReLU', 'base', 1)}
     for row in results['rows']:
         assert row['train_step_s'] > 0 and row['infer_s'] > 0 and row['params'] > 0
     assert set(results['train_step_ratio_snn_T4_over_relu']) == {'small', 'base'}

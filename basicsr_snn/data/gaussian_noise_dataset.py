@@ -107,6 +107,14 @@ class GaussianNoiseDataset(data.Dataset):
 
     def __init__(self, opt):
         super().__init__()
+        try:
+            self._setup(opt)
+        except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as error:
+            message = error.args[0] if error.args else str(error)
+            where = f"datasets.{opt.get('phase', 'train')} ({opt.get('name', type(self).__name__)})"
+            raise type(error)(f'{where}: {message}') from error
+
+    def _setup(self, opt):
         self.opt = opt
         self.phase = opt.get('phase', 'train')
         self.color = opt.get('color', 'rgb')
