@@ -18,7 +18,7 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
         ('SpikerIRReLU', 'small', 1), ('SpikerIRReLU', 'medium', 1), ('SpikerIRReLU', 'base', 1)}
     for row in results['rows']:
         assert row['train_step_s'] > 0 and row['infer_s'] > 0 and row['params'] > 0
-    assert set(results['train_step_ratio_snn_T4_over_relu']) == {'small', 'base'}
+    assert set(results['train_step_ratio_snn_T4_over_relu']) == {'small', 'medium', 'base'}
 
     steps = {row['run']: row for row in results['model_steps']}
     assert steps['scratch (SNNModel)']['teacher_params'] == 0

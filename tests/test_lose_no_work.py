@@ -306,3 +306,36 @@ def test_a_corrupt_validation_image_fails_before_training_and_is_named(tmp_path)
     options['datasets']['train']['dataroot_lq'] = str(tmp_path / 'good' / 'lq')
     with pytest.raises(ValueError, match=r'datasets\.val: sample 1 \(.*001\.png.*\) cannot be read'):
         build_model(options)
+
+
+# smaller fixes ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('text, value', [('1e3', 1000.0), ('-2', -2), ('-1e-4', -1e-4), ('2', 2), ('0.5', 0.5),
+                                         ('abc', 'abc'), ('~', None), ('true', True)])
+def test_force_yml_reads_numbers(text, value):
+    from basicsr.utils import options
+    result = options._postprocess_yml_value(text)
+    assert result == value and type(result) is type(value)
+
+
+def test_check_data_lists_every_bad_image_of_a_folder_and_an_lmdb(tmp_path):
+    from basicsr_snn.data.lmdb_tools import make_lmdb
+    folder = write_paired_folder(tmp_path / 'data', count=3) / 'gt'
+    make_lmdb(folder, tmp_path / 'good.lmdb')
+    (folder / '001.png').write_bytes(b'')
+    (folder / '002.png').write_bytes((folder / '000.png').read_bytes()[:40])
+    script = [sys.executable, str(TRAIN_SCRIPT.parents[1] / 'scripts' / 'check_data.py')]
+    result = subprocess.run(script + [str(folder)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert re.findall(r'BAD (\S+):', result.stdout) == [str(folder / '001.png'), str(folder / '002.png')]
+    assert '3 images checked, 2 do not decode' in result.stdout
+    good = subprocess.run(script + [str(tmp_path / 'good.lmdb')], capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0 and '3 images checked, 0 do not decode' in good.stdout
+    missing = subprocess.run(script + [str(tmp_path / 'absent')], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and 'does not exist' in missing.stderr
+
+
+def test_noise_dataset_errors_name_the_dataset_option():
+    from basicsr_snn.data.gaussian_noise_dataset import GaussianNoiseDataset
+    with pytest.raises(ValueError, match=r'^datasets\.val \(Set12\): sigma must be'):
+        GaussianNoiseDataset({'name': 'Set12', 'phase': 'val', 'dataroot_gt': '.', 'sigma': -5})

@@ -20,9 +20,9 @@ def test_spikerir_levels_in_execution_order_with_multi_step_shapes():
     rows = list_module_paths(model, (1, 1, 17, 23), max_depth=1)
     paths = [path for path, _, _ in rows]
     assert paths == [
-        'embed', 'encoder1', 'down1', 'encoder2', 'down2', 'encoder3', 'down3', 'latent', 'up3', 'decoder3', 'up2',
-        'decoder2', 'up1', 'decoder1', 'head'
-    ]
+        'embed', 'encoder1', 'down1', 'encoder2', 'down2', 'encoder3', 'down3', 'latent', 'up3', 'skip_add',
+        'decoder3', 'up2', 'decoder2', 'up1', 'decoder1', 'head'
+    ]  # skip_add (the three encoder-decoder skips) is listed at its first call
     shapes = {path: shape for path, _, shape in rows}
     assert shapes['embed'] == (1, 1, 4, 24, 24)  # direct encoding: computed once, broadcast over T
     assert shapes['encoder1'] == (2, 1, 4, 24, 24)
@@ -79,7 +79,7 @@ def test_script_with_arch_and_options(list_modules_script, monkeypatch, capsys):
     out = run_script(list_modules_script, monkeypatch, capsys, '--arch', 'SpikerIR', '--opt', 'in_ch=1', 'out_ch=1',
                      'dim=4', 'T=3', 'enc_blocks=[1,1,2]', '--size', '16', '24', '--depth', '1')
     lines = out.strip().splitlines()
-    assert len(lines) == 16
+    assert len(lines) == 17
     assert next(line for line in lines
                 if line.startswith('encoder3')).split() == ['encoder3', 'SpikingLevel', '(3,', '1,', '16,', '4,', '6)']
 
