@@ -339,3 +339,19 @@ def test_noise_dataset_errors_name_the_dataset_option():
     from basicsr_snn.data.gaussian_noise_dataset import GaussianNoiseDataset
     with pytest.raises(ValueError, match=r'^datasets\.val \(Set12\): sigma must be'):
         GaussianNoiseDataset({'name': 'Set12', 'phase': 'val', 'dataroot_gt': '.', 'sigma': -5})
+
+
+def test_ssim_leaves_images_under_its_window_out_of_the_mean(tmp_path):
+    import cv2
+    import numpy as np
+    from snn_options import captured_log, validation_loader
+    data = write_paired_folder(tmp_path / 'data', count=2, size=24)
+    for sub in ('gt', 'lq'):
+        cv2.imwrite(str(data / sub / 'tiny.png'), np.full((8, 8, 3), 100, np.uint8))
+    options = in_process_options(tmp_path, training_options(tmp_path, data, 'ssim'))
+    options['val']['metrics']['ssim'] = {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False}
+    model = build_model(options)
+    with captured_log() as messages:
+        model.nondist_validation(validation_loader(options), 1, None, False)
+    assert math.isfinite(model.metric_results['ssim']) and math.isfinite(model.metric_results['psnr'])
+    assert any('ssim does not apply to 1 image(s) (tiny)' in message for message in messages)

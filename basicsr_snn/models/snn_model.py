@@ -5,15 +5,18 @@ from collections import OrderedDict
 from contextlib import nullcontext
 from os import path as osp
 
+import numpy as np
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
+from basicsr.metrics import calculate_metric
 from basicsr.models.base_model import BaseModel
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger
+from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from spikingjelly.activation_based import functional
+from tqdm import tqdm
 
 from basicsr_snn.analysis import FiringRateMonitor
 from basicsr_snn.models import preflight
@@ -232,16 +235,6 @@ class SNNModel(SRModel):
         return (f'The last checkpoint is {self.last_checkpoint[1]} (iteration {self.last_checkpoint[0]}); '
                 f'--auto_resume continues from it.')
 
-    def _update_best_metric_result(self, dataset_name, metric, val, current_iter):
-        """BasicSR's best-metric bookkeeping, except that a validation whose outputs were not finite
-        records ``nan`` and never becomes the best."""
-        if self._nonfinite_outputs or not math.isfinite(val):
-            self.metric_results[metric] = float('nan')
-            get_root_logger().warning(f'Validation {dataset_name} at iteration {current_iter}: {metric} is not '
-                                      f'recorded ({self._nonfinite_outputs} output(s) were not finite).')
-            return
-        super()._update_best_metric_result(dataset_name, metric, val, current_iter)
-
     def _gradient_norm(self):
         """The norm of all gradients of optim_g, after clipping to ``train.grad_clip_norm`` if set."""
         parameters = [p for group in self.optimizer_g.param_groups for p in group['params'] if p.grad is not None]
@@ -270,11 +263,69 @@ class SNNModel(SRModel):
             self._nonfinite_outputs += 1
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """BasicSR's validation loop, with the firing rates of the run, and two guards on the means:
+        a metric that does not apply to an image (SSIM's 11x11 window on a smaller one) is left out
+        of that metric's mean with a warning, and a validation with non-finite outputs records
+        ``nan`` and never becomes the best."""
         self.opt['val'].setdefault('suffix', None)
+        dataset_name = dataloader.dataset.opt['name']
+        metrics = self.opt['val'].get('metrics') or {}
+        if metrics:
+            self._initialize_best_metric_results(dataset_name)
+        values = {name: [] for name in metrics}
+        left_out = {name: [] for name in metrics}
         self._nonfinite_outputs = 0
+        progress = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
         with FiringRateMonitor(self.inference_network()) as monitor:
-            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        self._log_firing_rates(monitor, dataloader.dataset.opt['name'], current_iter, tb_logger)
+            for val_data in dataloader:
+                image_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
+                self.feed_data(val_data)
+                self.test()
+                visuals = self.get_current_visuals()
+                metric_data = {'img': tensor2img([visuals['result']])}
+                if 'gt' in visuals:
+                    metric_data['img2'] = tensor2img([visuals['gt']])
+                    del self.gt
+                del self.lq, self.output
+                if save_img:
+                    imwrite(metric_data['img'], self._validation_image_path(image_name, dataset_name, current_iter))
+                for name, metric_opt in metrics.items():
+                    if metric_applies(metric_opt, metric_data['img']):
+                        values[name].append(calculate_metric(metric_data, metric_opt))
+                    else:
+                        left_out[name].append(image_name)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_description(f'Test {image_name}')
+        if progress is not None:
+            progress.close()
+        if metrics:
+            self._record_metrics(dataset_name, values, left_out, current_iter, tb_logger)
+        self._log_firing_rates(monitor, dataset_name, current_iter, tb_logger)
+
+    def _validation_image_path(self, image_name, dataset_name, current_iter):
+        """Where BasicSR saves a validation image."""
+        if self.opt['is_train']:
+            return osp.join(self.opt['path']['visualization'], image_name, f'{image_name}_{current_iter}.png')
+        suffix = self.opt['val']['suffix'] or self.opt['name']
+        return osp.join(self.opt['path']['visualization'], dataset_name, f'{image_name}_{suffix}.png')
+
+    def _record_metrics(self, dataset_name, values, left_out, current_iter, tb_logger):
+        logger = get_root_logger()
+        self.metric_results = {}
+        for name, metric_values in values.items():
+            if left_out[name]:
+                logger.warning(f'Validation {dataset_name}: {name} does not apply to {len(left_out[name])} image(s) '
+                               f'({", ".join(left_out[name][:5])}): smaller than its window; left out of the mean.')
+            mean = float(np.mean(metric_values)) if metric_values else float('nan')
+            if self._nonfinite_outputs:
+                logger.warning(f'Validation {dataset_name} at iteration {current_iter}: {self._nonfinite_outputs} '
+                               f'output(s) were not finite; {name} is recorded as nan.')
+                mean = float('nan')
+            self.metric_results[name] = mean
+            if math.isfinite(mean):
+                self._update_best_metric_result(dataset_name, name, mean, current_iter)
+        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
 
     @staticmethod
     def _log_firing_rates(monitor, dataset_name, current_iter, tb_logger):
@@ -287,6 +338,18 @@ class SNNModel(SRModel):
         if tb_logger:
             for level, rate in rates.items():
                 tb_logger.add_scalar(f'firing_rate/{dataset_name}/{level}', rate, current_iter)
+
+
+SSIM_METRICS = ('calculate_ssim', 'calculate_ssim_pt')
+SSIM_WINDOW = 11
+
+
+def metric_applies(metric_opt, image):
+    """False for SSIM on an image whose sides, less the cropped border, are under its 11x11 window."""
+    if metric_opt.get('type') not in SSIM_METRICS:
+        return True
+    border = metric_opt.get('crop_border', 0)
+    return min(image.shape[:2]) - 2 * border >= SSIM_WINDOW
 
 
 def torch_optimizer_names():
