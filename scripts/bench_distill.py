@@ -21,7 +21,7 @@ import torch
 
 import basicsr_snn  # noqa: F401  (registers the plugin)
 from basicsr.utils import get_root_logger
-from basicsr_snn.benchmarks.arms import DEFAULT_ARMS, DESIGNS, RECIPES, Arm
+from basicsr_snn.benchmarks.arms import DEFAULT_ARMS, DESIGNS, RECIPES, TEACHERS, Arm
 from basicsr_snn.benchmarks.study import Study, StudyProtocol
 from basicsr_snn.benchmarks.study_report import write_report
 from basicsr_snn.data.demo_data import make_demo_dataset
@@ -49,6 +49,8 @@ def parse_args(argv=None):
                             help=f'default {defaults[key]}' + (f' (--quick: {QUICK[key]})' if key in QUICK else ''))
     budget.add_argument('--train-dir', help='clean training images (default: <datasets>/Train400)')
     budget.add_argument('--val-dirs', nargs='+', help='validation folders (default: <datasets>/Set12 <datasets>/BSD68)')
+    budget.add_argument('--teacher', default=StudyProtocol.teacher, choices=sorted(TEACHERS),
+                        help=f'teacher architecture (default {StudyProtocol.teacher})')
     budget.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--threads', type=int, default=1,
                         help='torch CPU threads (default 1: on a shared CPU one thread is far faster than two)')
@@ -65,7 +67,8 @@ def parse_args(argv=None):
 
 def protocol_from(args):
     train_dir, val_dirs = data_folders(args)
-    protocol = StudyProtocol(train_dir=str(train_dir), val_dirs=tuple(map(str, val_dirs)), device=args.device)
+    protocol = StudyProtocol(train_dir=str(train_dir), val_dirs=tuple(map(str, val_dirs)), teacher=args.teacher,
+                             device=args.device)
     budget = dict(QUICK) if args.quick else {}
     budget.update({key: getattr(args, key) for key in BUDGET_KEYS if getattr(args, key) is not None})
     return replace(protocol, **budget)

@@ -25,21 +25,37 @@ DESIGNS = {
 # options a ReLU twin ignores: designs that differ only in them share one twin
 TWIN_IGNORED = ('neuron', 'T', 'tau', 'detach_reset', 'surrogate', 'surrogate_alpha')
 
-DECODER_HINTS = (('dec3', 'decoder3', 'decoder_level3'), ('dec2', 'decoder2', 'decoder_level2'),
-                 ('dec1', 'decoder1', 'decoder_level1'))
-TWIN_LEVELS = ('encoder1', 'encoder2', 'encoder3', 'latent', 'decoder3', 'decoder2', 'decoder1')
+# Recipes name teacher modules by the student's level names; each teacher maps them to its own.
+LEVELS = ('encoder1', 'encoder2', 'encoder3', 'latent', 'decoder3', 'decoder2', 'decoder1')
+TEACHERS = {
+    # a ReLU UNet of DnCNN's size (SpikerIRReLU, dim 14): quick on a CPU and well above the small twins
+    'relu-medium': {'network': {'type': 'SpikerIRReLU', 'in_ch': 1, 'out_ch': 1, 'dim': 14},
+                    'levels': {level: level for level in LEVELS}},
+    # the paper's teacher architecture at its CPU-sized preset
+    'restormer-small': {'network': {'type': 'Restormer', 'inp_channels': 1, 'out_channels': 1, 'dim': 8,
+                                    'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 2, 4, 8],
+                                    'LayerNorm_type': 'BiasFree'},
+                        'levels': {'encoder1': 'encoder_level1', 'encoder2': 'encoder_level2',
+                                   'encoder3': 'encoder_level3', 'latent': 'latent', 'decoder3': 'decoder_level3',
+                                   'decoder2': 'decoder_level2', 'decoder1': 'decoder_level1'}},
+}
+DECODER_HINTS = (('dec3', 'decoder3'), ('dec2', 'decoder2'), ('dec1', 'decoder1'))
 # gamma of the normalised recipes: their hint losses are O(1) per level, about 30x the paper's MSE
 NORMALISED_GAMMA = 0.02
 
 
 def _decoder_hints(**extra):
-    return [dict({'name': name, 'student': student, 'teacher': teacher, 'loss': {'type': 'MSELoss'}}, **extra)
-            for name, student, teacher in DECODER_HINTS]
+    return [dict({'name': name, 'student': level, 'teacher': level, 'loss': {'type': 'MSELoss'}}, **extra)
+            for name, level in DECODER_HINTS]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How an arm trains. ``teacher``: None, ``'teacher'`` (the study's Restormer) or ``'twin'``."""
+    """How an arm trains. ``teacher``: None, ``'teacher'`` (the study's teacher) or ``'twin'``.
+
+    Hints name teacher modules by the student's level names (``decoder1``); the study maps them to
+    the teacher's own names (:data:`TEACHERS`).
+    """
     description: str
     teacher: object = None
     distill: object = None  # train.distill options
@@ -60,14 +76,14 @@ RECIPES = {
                        'schedule': {'type': 'constant', 'gamma': NORMALISED_GAMMA}}),
     'hkd-membrane': Recipe('decoder hints from the membrane potential of each decoder level\'s first neuron, '
                            'MSE, gamma 0.12', 'teacher',
-                           {'hints': [{'name': name, 'student': f'{student}.0.neuron1', 'teacher': teacher,
+                           {'hints': [{'name': name, 'student': f'{level}.0.neuron1', 'teacher': level,
                                        'loss': {'type': 'MSELoss'}, 'reduce': 'membrane'}
-                                      for name, student, teacher in DECODER_HINTS],
+                                      for name, level in DECODER_HINTS],
                             'schedule': {'type': 'constant', 'gamma': 0.12}}),
     'twin-teacher': Recipe('the trained ReLU twin as teacher: all 7 levels, same paths, no adapters, MSE, gamma 0.12',
                            'twin', {'hints': [{'name': level, 'student': level, 'teacher': level,
-                                               'teacher_reduce': 'mean', 'loss': {'type': 'MSELoss'}}
-                                              for level in TWIN_LEVELS],
+                                               'loss': {'type': 'MSELoss'}}
+                                              for level in LEVELS],
                                     'schedule': {'type': 'constant', 'gamma': 0.12}}),
     'twin-init': Recipe('scratch, initialised from the trained ReLU twin (strict_load_g: false)', init_from_twin=True),
 }

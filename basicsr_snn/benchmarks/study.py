@@ -27,13 +27,13 @@ from basicsr.models import build_model
 from basicsr.utils import set_random_seed
 from torch.utils.data import DataLoader, Subset
 
-from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
-from basicsr_snn.benchmarks.arms import RECIPES, Arm, student_network
+from basicsr_snn.benchmarks.arms import LEVELS, RECIPES, TEACHERS, Arm, student_network
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model, evenly_spaced
 from basicsr_snn.utils.checkpoint import atomic_save
 
 OPTIONS_DIR = Path(__file__).resolve().parents[2] / 'options'
 RESULT, CHECKPOINT, PROGRESS, LOCK = 'result.json', 'net_g.pth', 'progress.pth', 'lock'
+MULTI_STEP_ARCHS = ('SpikerIR', 'SpikerIRReLU')
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,12 @@ class StudyProtocol:
     batch: int = 8
     crop: int = 64
     lr: float = 2e-3
-    teacher_lr: float = 1e-3
+    teacher_lr: float = 2e-3
     lr_floor: float = 0.4  # the cosine schedule ends at lr_floor x lr: still high where the curve should flatten
     val_every: int = 250
     val_images: int = 4  # per set, for the curves (0: all)
     final_images: int = 0  # per set, for the final scores (0: all)
-    teacher_preset: str = 'small'
+    teacher: str = 'relu-medium'  # a key of arms.TEACHERS
     device: str = 'cpu'
 
     def to_dict(self):
@@ -154,9 +154,11 @@ class Study:
         protocol = self.protocol
         run_dir = self.arm_dir(arm)
         if arm.is_teacher:
-            opt = in_process_options(self.teacher_opt, arm.name, run_dir, protocol.teacher_iters, 0, protocol.device,
+            network = TEACHERS[protocol.teacher]['network']
+            base = self.teacher_opt if network['type'] == 'Restormer' else self.scratch_opt
+            opt = in_process_options(base, arm.name, run_dir, protocol.teacher_iters, 0, protocol.device,
                                      protocol.teacher_lr, protocol.lr_floor)
-            opt['network_g'].update(RESTORMER_PRESETS[protocol.teacher_preset])
+            opt['network_g'] = dict(network)
             return opt
         recipe = RECIPES[arm.recipe]
         base = self.distill_opt if recipe.distill else self.scratch_opt
@@ -167,9 +169,14 @@ class Study:
             opt['path'].update(pretrain_network_g=str(self.arm_dir(arm.twin) / CHECKPOINT), strict_load_g=False)
         if recipe.distill:
             teacher = Arm.parse('teacher') if recipe.teacher == 'teacher' else arm.twin
+            levels = TEACHERS[protocol.teacher]['levels'] if teacher.is_teacher else {level: level for level in LEVELS}
             opt['network_t'] = self.options(teacher)['network_g']
             opt['path'].update(pretrain_network_t=str(self.arm_dir(teacher) / CHECKPOINT), param_key_t='params')
-            opt['train']['distill'] = dict(recipe.distill)
+            # SpikerIR-family teachers give (T, B, C, H, W) sequences: compare their mean over T
+            teacher_reduce = 'mean' if opt['network_t']['type'] in MULTI_STEP_ARCHS else 'none'
+            opt['train']['distill'] = dict(recipe.distill, hints=[
+                dict(hint, teacher=levels[hint['teacher']], teacher_reduce=teacher_reduce)
+                for hint in recipe.distill['hints']])
         return opt
 
     def _train(self, arm):
@@ -223,7 +230,7 @@ class Study:
 
 
 def describe(arm):
-    return RECIPES[arm.recipe].description if arm.recipe else 'the Restormer teacher'
+    return RECIPES[arm.recipe].description if arm.recipe else 'the teacher'
 
 
 class _Progress:

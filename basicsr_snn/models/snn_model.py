@@ -64,12 +64,34 @@ class SNNModel(SRModel):
       ...), with its keyword arguments next to ``type`` and ``lr``.
     * ``val.suffix`` may be omitted when ``val.save_img`` is true.
 
+    What keeps a run from losing work:
+
+    * A step whose total loss is not finite, whose gradient norm is not finite, or whose loss
+      diverged (``train.loss_guard``) is skipped (no optimizer step; the BN statistics it touched
+      are restored), with a warning; after ``max_skips`` in a row training stops with an error
+      naming the iteration, the loss terms and the last checkpoint. Every rank takes the same
+      decision. Non-finite weights are never saved; a validation with non-finite outputs
+      records ``nan`` and never becomes the best.
+    * Checkpoints (``net_g_<iter>.pth``, ``<iter>.state``) are written to a temporary name and
+      renamed, so each file is complete or absent.
+    * Before training, every dataset is decoded (validation sets entirely) and its channels
+      checked against ``network_g`` (see :mod:`basicsr_snn.models.preflight`).
+    * Validation leaves SSIM out of the mean for images smaller than its 11x11 window (warned).
+
     Extra options:
         train.fft_opt (dict, optional): a frequency-domain loss added to ``pixel_opt``, logged as
             ``l_fft``. The paper's task loss L1 + 0.1 * FFT::
 
                 pixel_opt: {type: L1Loss, loss_weight: 1.0, reduction: mean}
                 fft_opt: {type: FFTLoss, loss_weight: 0.1}
+
+        train.loss_guard (dict, optional): ``max_skips`` [3], bad steps in a row skipped before
+            training stops; ``divergence_ratio`` [1e4], a total loss above this x the lowest one
+            so far counts as diverged (``~``: off). See :mod:`.training_guard`.
+        train.grad_clip_norm (float | None): clip the gradient norm to this value. Default: ~.
+        path.strict_load_g (bool): with ``false``, ``pretrain_network_g`` loads every tensor
+            whose name and shape match and the log names the rest (twin initialisation: a
+            trained ``SpikerIRReLU`` into its ``SpikerIR``); no match at all is an error.
 
     Logged:
         ``firing_rate``: fraction of spiking-neuron outputs that are spikes, measured by hooks
