@@ -39,6 +39,7 @@ from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES, analyse_energy,  # noqa: E402
                                   calibrate_batchnorm, format_count, format_energy)
 from basicsr_snn.data.image_io import list_images, read_image  # noqa: E402
+from basicsr_snn.utils.checkpoint import load_weights  # noqa: E402
 
 DEFAULT_IMAGES = REPO_ROOT / 'datasets' / 'demo' / 'val' / 'gray'
 TWIN_SUFFIX = 'ReLU'
@@ -95,16 +96,6 @@ def build(arch):
     if arch['type'] not in ARCH_REGISTRY:
         raise ValueError(f'Unknown network type {arch["type"]!r}; registered: {sorted(ARCH_REGISTRY.keys())}')
     return build_network(arch)
-
-
-def load_checkpoint(net, path, param_key, strict):
-    """Load a BasicSR checkpoint (weights under ``param_key``, else ``params_ema`` / ``params``) or a state dict."""
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    for key in (param_key, 'params_ema', 'params'):
-        if key in checkpoint:
-            checkpoint = checkpoint[key]
-            break
-    net.load_state_dict({name.removeprefix('module.'): value for name, value in checkpoint.items()}, strict=strict)
 
 
 def input_channels(net):
@@ -237,7 +228,7 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         net = build(arch)
         if checkpoint:
-            load_checkpoint(net, checkpoint, param_key, strict)
+            load_weights(net, checkpoint, param_key, strict, option_key=f'{role} checkpoint')
         elif role == 'student':
             print('Student without checkpoint: random weights, its firing rates say little'
                   + (' (batch-norm statistics calibrated on the images).' if args.calibrate_bn else '.'))

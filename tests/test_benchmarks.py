@@ -4,6 +4,7 @@ import json
 import math
 import os
 import random
+import socket
 import subprocess
 import sys
 
@@ -186,7 +187,7 @@ def test_an_arm_held_by_a_live_process_is_skipped_and_a_stale_lock_taken_over(tm
     lock.parent.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
     try:
-        lock.write_text(str(holder.pid))
+        lock.write_text(f'{holder.pid} {socket.gethostname()}')
         messages = []
         study.log = messages.append
         study.run(['membrane.twin.s0'])

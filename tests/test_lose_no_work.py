@@ -242,7 +242,7 @@ def test_lock_is_released_only_by_its_holder(tmp_path):
     experiment_lock.acquire(tmp_path)
     experiment_lock.check_free(tmp_path)  # our own lock does not stop us
     (tmp_path / '.lock').write_text(f'{os.getpid()} another-host\n')
-    experiment_lock.release(tmp_path)
+    experiment_lock.release(tmp_path / '.lock')
     assert (tmp_path / '.lock').is_file()
     with pytest.raises(experiment_lock.ExperimentLocked, match='on host another-host'):
         experiment_lock.check_free(tmp_path)

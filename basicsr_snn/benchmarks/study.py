@@ -7,13 +7,12 @@ Layout of ``out``::
     out/<arm>/net_g.pth          its trained network (BasicSR checkpoint, key ``params``)
     out/<arm>/progress.pth       an unfinished arm's last state (weights, optimizer, scheduler,
                                  curve): a rerun continues from it with the same batches
-    out/<arm>/lock               the pid of the process training it (two processes can share a
-                                 study: each takes the arms no live process holds)
+    out/<arm>/lock               the pid and host of the process training it (two processes can
+                                 share a study: each takes the arms no live process holds)
 
 An arm's dependencies (the teacher, a twin) are trained first when missing; a dependency held by
 another live process is waited for.
 """
-import contextlib
 import json
 import os
 import time
@@ -29,6 +28,7 @@ from torch.utils.data import DataLoader, Subset
 
 from basicsr_snn.benchmarks.arms import LEVELS, RECIPES, TEACHERS, Arm, student_network
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model, evenly_spaced
+from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save
 
 OPTIONS_DIR = Path(__file__).resolve().parents[2] / 'options'
@@ -133,16 +133,20 @@ class Study:
             if not self._ensure(dependency, wait_if_held=True):
                 self.log(f'[{arm.name}] skipped: its dependency {dependency.name} is not finished')
                 return False
+        lock = self.arm_dir(arm) / LOCK
         while True:
-            with _ArmLock(self.arm_dir(arm) / LOCK) as lock:
-                if lock.acquired:
+            holder = experiment_lock.take(lock)
+            if holder is None:
+                try:
                     if self.result(arm) is None:
                         self._train(arm)
-                    return True
+                finally:
+                    experiment_lock.release(lock)
+                return True
             if not wait_if_held:
-                self.log(f'[{arm.name}] held by process {lock.holder}: skipped')
+                self.log(f'[{arm.name}] held by process {holder[0]}: skipped')
                 return False
-            self.log(f'[{arm.name}] held by process {lock.holder}: waiting for it')
+            self.log(f'[{arm.name}] held by process {holder[0]}: waiting for it')
             time.sleep(30)
             if self.result(arm) is not None:
                 return True
@@ -292,50 +296,3 @@ def _atomic_write_text(text, path):
     temporary = path.with_name(f'.{path.name}.tmp')
     temporary.write_text(text)
     os.replace(temporary, path)
-
-
-class _ArmLock:
-    """An exclusive file holding the owner's pid; a lock whose process is gone is taken over."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.acquired = False
-        self.holder = None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                with open(self.path, 'x') as handle:
-                    handle.write(str(os.getpid()))
-                self.acquired = True
-                return self
-            except FileExistsError:
-                self.holder = _read_pid(self.path)
-                if self.holder is not None and _alive(self.holder):
-                    return self
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-        return self
-
-    def __exit__(self, *exc_info):
-        if self.acquired:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-
-
-def _read_pid(path):
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

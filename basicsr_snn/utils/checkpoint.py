@@ -6,7 +6,8 @@ beside it when EMA was on. The policy, for every network (teacher, student, scri
 * ``param_key`` names the state dict to read. A key the user did not choose falls back to the
   other BasicSR key (``'params'`` <-> ``'params_ema'``) when the checkpoint lacks it, so a
   checkpoint trained without EMA still initialises an EMA copy; a key the user chose must exist.
-  ``None``: the file is the state dict itself.
+  ``None``, or a file whose values are all tensors when the key was not chosen: the file is the
+  state dict itself.
 * A ``module.`` prefix (a DDP-wrapped network saved as is) is dropped.
 * Files are written by :func:`atomic_save`: a checkpoint file is complete or absent.
 * ``strict``: names and shapes must match exactly. Otherwise every tensor whose name and shape
@@ -63,6 +64,8 @@ def read_state_dict(path, param_key=DEFAULT_PARAM_KEY, key_chosen=False, option_
     if not path.is_file():
         raise FileNotFoundError(f'{option_key}: no such file {str(path)!r}')
     checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    if param_key is not None and param_key not in checkpoint and not key_chosen and _is_state_dict(checkpoint):
+        param_key = None
     if param_key is not None and param_key not in checkpoint:
         fallback = OTHER_PARAM_KEY.get(param_key)
         if key_chosen or fallback not in checkpoint:
@@ -73,6 +76,10 @@ def read_state_dict(path, param_key=DEFAULT_PARAM_KEY, key_chosen=False, option_
     state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
                   for key, value in state_dict.items()}
     return state_dict, param_key
+
+
+def _is_state_dict(checkpoint):
+    return bool(checkpoint) and all(torch.is_tensor(value) for value in checkpoint.values())
 
 
 def load_weights(network, path, param_key=DEFAULT_PARAM_KEY, strict=True, key_chosen=False,

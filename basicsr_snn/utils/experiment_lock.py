@@ -1,9 +1,10 @@
-"""One writer per experiment folder: ``experiments/<name>/.lock`` holds the training process's pid.
+"""One writer per folder: a lock file holding the owner's pid and host.
 
-Rank 0 takes the lock before it writes anything (when it resumes) or right after BasicSR has
-created the folder (a fresh run), and releases it on exit. A second run on the same experiment
-stops at once while the first one's process lives, including torchrun workers that outlived their
-launcher; a lock whose process is gone is stale and taken over.
+Training: ``experiments/<name>/.lock``. Rank 0 takes it before it writes anything (when it
+resumes) or right after BasicSR has created the folder (a fresh run), and releases it on exit.
+A second run on the same experiment stops at once while the first one's process lives, torchrun
+workers that outlived their launcher included; a lock whose process is gone is stale and taken
+over. The gap study locks each arm's folder the same way, so that two processes can share a study.
 """
 import atexit
 import os
@@ -17,10 +18,14 @@ class ExperimentLocked(RuntimeError):
     """Another live process trains this experiment."""
 
 
+def _owner():
+    return os.getpid(), socket.gethostname()
+
+
 def _holder(lock):
     """(pid, host) written in ``lock``; None when it cannot be read."""
     try:
-        pid, host = lock.read_text().split()
+        pid, host = Path(lock).read_text().split()
         return int(pid), host
     except (OSError, ValueError):
         return None
@@ -36,34 +41,58 @@ def _alive(pid):
     return True
 
 
+def live_holder(lock):
+    """(pid, host) of another process that holds ``lock`` and may be alive; None when it is free or stale."""
+    holder = _holder(lock)
+    if holder is None or holder == _owner():
+        return None
+    pid, host = holder
+    return holder if host != socket.gethostname() or _alive(pid) else None
+
+
+def take(lock):
+    """Take ``lock`` for this process, taking over a stale one; returns None, or the live holder."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(lock, 'x') as handle:
+                handle.write('{} {}\n'.format(*_owner()))
+            return None
+        except FileExistsError:
+            if _holder(lock) == _owner():
+                return None
+            holder = live_holder(lock)
+            if holder is not None:
+                return holder
+            lock.unlink(missing_ok=True)
+    return live_holder(lock)
+
+
+def release(lock):
+    """Remove ``lock`` if this process holds it."""
+    if _holder(lock) == _owner():
+        Path(lock).unlink(missing_ok=True)
+
+
 def check_free(experiment_dir):
-    """Raise :class:`ExperimentLocked` when a live process other than this one holds the experiment."""
+    """Raise :class:`ExperimentLocked` when another live process holds the experiment."""
     lock = Path(experiment_dir) / LOCK_NAME
-    holder = _holder(lock) if lock.is_file() else None
-    if holder is None or holder == (os.getpid(), socket.gethostname()):
+    holder = live_holder(lock)
+    if holder is None:
         return
     pid, host = holder
     if host != socket.gethostname():
         raise ExperimentLocked(f'{lock} is held by process {pid} on host {host}, which this host cannot check; if '
                                f'that run is over, delete {lock}')
-    if _alive(pid):
-        raise ExperimentLocked(f'experiment {Path(experiment_dir).name} is being trained by process {pid} ({lock}); '
-                               f'stop it first (kill {pid}: under torchrun, kill every worker) or choose another name')
+    raise ExperimentLocked(f'experiment {Path(experiment_dir).name} is being trained by process {pid} ({lock}); '
+                           f'stop it first (kill {pid}: under torchrun, kill every worker) or choose another name')
 
 
 def acquire(experiment_dir):
-    """Take the experiment's lock for this process (released at exit); a stale lock is taken over."""
+    """Take the experiment's lock for this process (released at exit)."""
     check_free(experiment_dir)
     lock = Path(experiment_dir) / LOCK_NAME
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    temporary = lock.with_name(f'{LOCK_NAME}.{os.getpid()}')
-    temporary.write_text(f'{os.getpid()} {socket.gethostname()}\n')
-    os.replace(temporary, lock)
-    atexit.register(release, experiment_dir)
-
-
-def release(experiment_dir):
-    """Remove the lock if this process holds it."""
-    lock = Path(experiment_dir) / LOCK_NAME
-    if _holder(lock) == (os.getpid(), socket.gethostname()):
-        lock.unlink(missing_ok=True)
+    if take(lock) is not None:
+        check_free(experiment_dir)  # taken between the check and now: name the holder
+    atexit.register(release, lock)
