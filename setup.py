@@ -10,7 +10,7 @@ setup(
     long_description=Path(__file__).with_name('README.md').read_text(encoding='utf-8'),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    python_requires='>=3.9',
+    python_requires='>=3.11',
     packages=find_packages(include=['basicsr_snn', 'basicsr_snn.*']),
     install_requires=[
         'torch>=2.1',
@@ -32,6 +32,7 @@ setup(
         'console_scripts': [
             'basicsr-snn-train=basicsr_snn.train:main',
             'basicsr-snn-test=basicsr_snn.test:main',
+            'basicsr-snn-run=basicsr_snn.run:main',
         ],
     },
 )

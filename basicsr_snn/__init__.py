@@ -1,12 +1,15 @@
 """basicsr-snn: spiking image-restoration networks for BasicSR, distilled from ANN teachers.
 
-Importing the package fixes the host stack (see ``_compat``) and registers every
-``archs/*_arch.py``, ``models/*_model.py``, ``data/*_dataset.py`` and ``losses/*_loss.py`` in
-BasicSR's registries, the way BasicSR registers its own: a new file needs no other edit.
+Importing the package makes ``import basicsr`` work on today's torchvision (``_compat``'s import
+shims, nothing else of BasicSR changes) and registers every ``archs/*_arch.py``,
+``models/*_model.py``, ``data/*_dataset.py`` and ``losses/*_loss.py`` in BasicSR's registries,
+the way BasicSR registers its own: a new file needs no other edit. The fixes of BasicSR's
+pipeline are applied by the entry points (``basicsr_snn.train``, ``basicsr_snn.test``,
+``basicsr_snn.run``) through ``_compat.apply_pipeline_fixes()``.
 """
 from basicsr_snn import _compat
 
-_compat.apply()
+_compat.install_import_shims()
 
 import importlib  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -1,8 +1,17 @@
 """Fixes that BasicSR 1.4.2 needs on today's torch/torchvision, on CPU and under torchrun.
 
-``apply()`` runs once, from ``basicsr_snn/__init__.py``, before anything imports ``basicsr``.
+Two kinds, applied at two moments:
+
+* :func:`install_import_shims`, run by ``import basicsr_snn`` before anything imports
+  ``basicsr``: only what importing BasicSR needs (a torchvision module it imports, a scipy
+  warning). Nothing of BasicSR's behaviour changes.
+* :func:`apply_pipeline_fixes`, run by this plugin's entry points (``basicsr_snn.train``,
+  ``basicsr_snn.test``, ``basicsr_snn.run``) before BasicSR's pipeline starts: options, launcher,
+  resume, data order, CPU DDP. A program that imports the package for its networks or models
+  keeps BasicSR as it is.
+
 Each fix is idempotent and leaves a BasicSR that is already fixed upstream alone. The README's
-"Compatibility" section lists them for users; ``docs``-level reasons are in DESIGN.md section 5.
+"Compatibility" section lists them with their reasons.
 """
 import functools
 import importlib.util
@@ -15,13 +24,9 @@ from os import path as osp
 
 import torch
 
-_applied = False
+_pipeline_fixes_applied = False
 # The training state loaded by load_resume_state, until the train loader exists to align it with.
 _resume_state_to_align = None
-
-# The frozen teacher of DistillSNNModel. BasicSR's resume rewrites `pretrain_network_<x>` for every
-# `network_<x>`; the teacher is never checkpointed, so resume must leave its path and key alone.
-TEACHER_NETWORK = 'network_t'
 
 
 def _install_functional_tensor_shim():
@@ -132,9 +137,11 @@ def load_resume_state(opt):
     relative to the working directory) and loaded on the CPU: optimizers move their state to
     the parameters' device when loaded, so this works on CPU and on any GPU. ``--auto_resume``
     takes the newest checkpoint whose files all load, naming the newer files it skipped. The
-    frozen teacher (``network_t``) keeps its checkpoint path and key.
+    networks that the model class declares frozen (``frozen_networks``, e.g. the teacher
+    ``network_t`` of DistillSNNModel, never checkpointed) keep their checkpoint path and key.
     """
     import basicsr.train
+    from basicsr.utils.registry import MODEL_REGISTRY
 
     from basicsr_snn.utils import experiment_lock
     from basicsr_snn.utils.checkpoint import newest_complete_checkpoint
@@ -157,13 +164,13 @@ def load_resume_state(opt):
         return None
     if opt['rank'] == 0:
         experiment_lock.acquire(opt['path']['experiments_root'])
-    teacher_param_key = opt['path'].get('param_key_t')
-    if TEACHER_NETWORK in opt:
-        ignored = list(opt['path'].get('ignore_resume_networks') or [])
-        opt['path']['ignore_resume_networks'] = ignored + [TEACHER_NETWORK]
+    model_class = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
+    frozen = [key for key in getattr(model_class, 'frozen_networks', ()) if key in opt]
+    frozen_keys = {f'param_key_{key[len("network_"):]}': opt['path'].get(f'param_key_{key[len("network_"):]}')
+                   for key in frozen}
+    opt['path']['ignore_resume_networks'] = list(opt['path'].get('ignore_resume_networks') or []) + frozen
     basicsr.train.check_resume(opt, resume_state['iter'])
-    if teacher_param_key is not None:
-        opt['path']['param_key_t'] = teacher_param_key
+    opt['path'].update({key: value for key, value in frozen_keys.items() if value is not None})
     global _resume_state_to_align
     _resume_state_to_align = resume_state
     return resume_state
@@ -233,13 +240,21 @@ def model_to_device(self, net):
     return net
 
 
-def apply():
-    """Apply every fix once; safe to call again."""
-    global _applied
-    if _applied:
-        return
+def install_import_shims():
+    """What ``import basicsr`` needs on today's torchvision and scipy; changes no BasicSR behaviour."""
     _install_functional_tensor_shim()
     _silence_niqe_scipy_warning()
+
+
+def apply_pipeline_fixes():
+    """Fix BasicSR's train/test pipeline for this process (options, launcher, resume, data order, CPU DDP).
+
+    The entry points call it; calling it again changes nothing.
+    """
+    global _pipeline_fixes_applied
+    if _pipeline_fixes_applied:
+        return
+    install_import_shims()
 
     import basicsr.test
     import basicsr.train
@@ -261,4 +276,4 @@ def apply():
     if not getattr(EnlargedSampler.__iter__, '__wrapped_by_basicsr_snn__', False):
         EnlargedSampler.__iter__ = _enlarged_sampler_iter(EnlargedSampler.__iter__)
     BaseModel.model_to_device = model_to_device
-    _applied = True
+    _pipeline_fixes_applied = True

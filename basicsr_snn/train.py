@@ -16,7 +16,8 @@ if __package__ in (None, ''):
 
 
 def main():
-    import basicsr_snn  # noqa: F401  (fixes BasicSR and registers the plugin before BasicSR runs)
+    from basicsr_snn._compat import apply_pipeline_fixes  # imports the package: registers the plugin
+    apply_pipeline_fixes()
     from basicsr.train import train_pipeline
     train_pipeline(os.getcwd())
 

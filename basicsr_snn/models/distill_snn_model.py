@@ -89,9 +89,14 @@ class DistillSNNModel(SNNModel):
     xx.xx dB`` (with the first ``calculate_psnr`` metric of ``val.metrics``, else crop_border 0),
     tensorboard ``metrics/<dataset>/teacher_psnr``.
 
+    ``frozen_networks``: ``--auto_resume`` keeps ``network_t``'s checkpoint path and key (BasicSR's
+    resume would look for a ``net_t_<iter>.pth`` that is never written).
+
     Not supported: DataParallel (``num_gpu`` > 1 without a distributed launcher), whose replicas
     would each record features; use ``--launcher pytorch``.
     """
+
+    frozen_networks = ('network_t', )
 
     def init_training_settings(self):
         if self.opt['num_gpu'] > 1 and not self.opt['dist']:

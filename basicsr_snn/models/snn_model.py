@@ -18,6 +18,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from spikingjelly.activation_based import functional
 from tqdm import tqdm
 
+from basicsr_snn import _compat
 from basicsr_snn.analysis import FiringRateMonitor
 from basicsr_snn.models import preflight
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
@@ -139,6 +140,9 @@ class SNNModel(SRModel):
         message = f'Loaded {type(net).__name__} from {load_path} [{report.param_key}]: {report.summary()}'
         logger = get_root_logger()
         (logger.warning if report.not_loaded else logger.info)(message)
+
+    # DDP that also works on the CPU, without relying on the pipeline fixes being applied
+    model_to_device = _compat.model_to_device
 
     def networks_fed_by_data(self):
         """{option key: network} of the networks that read the data (distillation adds the teacher)."""

@@ -1,0 +1,77 @@
+"""``import basicsr_snn`` leaves BasicSR's pipeline alone; the entry points and basicsr-snn-run fix it."""
+import os
+import subprocess
+import sys
+import textwrap
+
+from pipeline_utils import REPO_ROOT, write_options, write_paired_folder
+from snn_options import training_options
+
+PIPELINE_STATE = textwrap.dedent('''
+    import basicsr_snn
+    import basicsr.train
+    from basicsr.data.data_sampler import EnlargedSampler
+    from basicsr.models.base_model import BaseModel
+    from basicsr.utils import options
+
+    def state():
+        return [getattr(options.parse_options, '__wrapped_by_basicsr_snn__', False),
+                options.init_dist.__module__ == 'basicsr_snn._compat',
+                basicsr.train.load_resume_state.__module__ == 'basicsr_snn._compat',
+                getattr(EnlargedSampler.__iter__, '__wrapped_by_basicsr_snn__', False),
+                BaseModel.model_to_device.__module__ == 'basicsr_snn._compat']
+''')
+
+
+def run_python(code, *args, cwd=None):
+    result = subprocess.run([sys.executable, *args] if not code else [sys.executable, '-c', code, *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_import_patches_nothing_and_the_entry_point_fixes_apply_once():
+    out = run_python(PIPELINE_STATE + textwrap.dedent('''
+        from basicsr.archs.rrdbnet_arch import RRDBNet  # importing BasicSR works
+        from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+        print(state(), 'SpikerIR' in ARCH_REGISTRY, 'DistillSNNModel' in MODEL_REGISTRY)
+        from basicsr_snn._compat import apply_pipeline_fixes
+        apply_pipeline_fixes()
+        first = (options.parse_options, EnlargedSampler.__iter__, basicsr.train.create_train_val_dataloader)
+        apply_pipeline_fixes()
+        print(state(), first == (options.parse_options, EnlargedSampler.__iter__,
+                                 basicsr.train.create_train_val_dataloader))
+    '''))
+    before, after = out.strip().splitlines()
+    assert before == '[False, False, False, False, False] True True'
+    assert after == '[True, True, True, True, True] True'
+
+
+def test_run_executes_a_script_as_main_with_the_registry_and_the_fixes(tmp_path):
+    script = tmp_path / 'uses_registry.py'
+    script.write_text(PIPELINE_STATE + textwrap.dedent('''
+        import sys
+        from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+        if __name__ == '__main__':
+            print(ARCH_REGISTRY.get('SpikerIR').__name__, 'FFTLoss' in LOSS_REGISTRY, sys.argv[1:], all(state()))
+    '''))
+    out = run_python(None, '-m', 'basicsr_snn.run', str(script), '--flag', 'x')
+    assert out.strip() == "SpikerIR True ['--flag', 'x'] True"
+    missing = subprocess.run([sys.executable, '-m', 'basicsr_snn.run', str(tmp_path / 'absent.py')],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and 'no such script' in missing.stderr
+
+
+def test_run_trains_through_a_basicsr_checkouts_train_script(tmp_path):
+    checkout = tmp_path / 'BasicSR'
+    (checkout / 'basicsr').mkdir(parents=True)
+    # a checkout's train.py redefines the pipeline; the runner uses the installed one instead
+    (checkout / 'basicsr' / 'train.py').write_text('raise SystemExit("the checkout script itself ran")\n')
+    data = write_paired_folder(tmp_path / 'data', count=2, size=16)
+    options = write_options(tmp_path / 'o.yml', training_options(tmp_path, data, 'via_run', total_iter=2))
+    run_python(None, '-m', 'basicsr_snn.run', 'basicsr/train.py', '-opt', str(options), cwd=checkout)
+    assert (checkout / 'experiments' / 'via_run' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_console_script_is_declared():
+    assert 'basicsr-snn-run=basicsr_snn.run:main' in (REPO_ROOT / 'setup.py').read_text()
