@@ -21,7 +21,6 @@ rates (``--plot``). Compute energy only: memory traffic is not included.
 import argparse
 import inspect
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -29,17 +28,16 @@ import numpy as np
 import torch
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+import basicsr_snn  # noqa: F401  (before basicsr: its import shims; registers the archs)
+from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 
-import basicsr_snn  # noqa: E402,F401  (host-stack fixes before basicsr, registers the archs)
-from basicsr.archs import build_network  # noqa: E402
-from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
-
-from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES, analyse_energy,  # noqa: E402
+from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES, analyse_energy,
                                   calibrate_batchnorm, format_count, format_energy)
-from basicsr_snn.data.image_io import list_images, read_image  # noqa: E402
-from basicsr_snn.utils.checkpoint import load_weights  # noqa: E402
+from basicsr_snn.data.image_io import list_images, read_image
+from basicsr_snn.utils.checkpoint import load_weights
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_IMAGES = REPO_ROOT / 'datasets' / 'demo' / 'val' / 'gray'
 TWIN_SUFFIX = 'ReLU'

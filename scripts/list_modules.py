@@ -7,13 +7,8 @@ Any architecture in BasicSR's registry (this plugin's included) can be listed. O
 are read as YAML (``T=4``, ``enc_blocks=[1,2,2]``, ``attention=false``).
 """
 import argparse
-import sys
-from pathlib import Path
 
 import yaml
-
-if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 IN_CHANNEL_KEYS = ('in_ch', 'num_in_ch', 'inp_channels', 'in_chans', 'in_channels', 'in_nc')
 

@@ -3,13 +3,8 @@
     python scripts/make_lmdb.py --input datasets/Train400 --output datasets/Train400.lmdb --gray
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import basicsr_snn  # noqa: E402,F401  (host-stack fixes before basicsr is imported)
-from basicsr_snn.data.lmdb_tools import make_lmdb  # noqa: E402
+from basicsr_snn.data.lmdb_tools import make_lmdb
 
 
 def main(argv=None):

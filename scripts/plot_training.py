@@ -12,13 +12,9 @@ level dotted in the same colour), firing rate (training batches and per validati
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from basicsr_snn.benchmarks.training_logs import read_experiment_scalars  # noqa: E402
+from basicsr_snn.benchmarks.training_logs import read_experiment_scalars
 
 
 def parse_args(argv=None):

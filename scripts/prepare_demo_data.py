@@ -4,12 +4,8 @@
     python scripts/prepare_demo_data.py --root /tmp/demo
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from basicsr_snn.data.demo_data import make_demo_dataset  # noqa: E402
+from basicsr_snn.data.demo_data import make_demo_dataset
 
 
 def main(argv=None):

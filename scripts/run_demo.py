@@ -15,16 +15,13 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 DEMO_OPTIONS = REPO_ROOT / 'options' / 'demo'
 TEACHER_CKPT = Path('experiments/demo_teacher/models/net_g_latest.pth')
 STUDENT_CKPT = Path('experiments/demo_distill/models/net_g_latest.pth')
 
 
 def run_stage(title, script, opt_file, *force_yml):
-    command = [sys.executable, str(REPO_ROOT / 'basicsr_snn' / script), '-opt', str(opt_file)]
+    command = [sys.executable, '-m', f'basicsr_snn.{script}', '-opt', str(opt_file)]
     if force_yml:
         command += ['--force_yml', *force_yml]
     print(f'\n=== {title}\n$ {" ".join(command)}', flush=True)
@@ -55,15 +52,15 @@ def main(argv=None):
 
     teacher = args.teacher or TEACHER_CKPT
     if args.teacher is None and not TEACHER_CKPT.is_file():
-        run_stage('Teacher: a small Restormer, trained briefly', 'train.py', DEMO_OPTIONS / 'train_teacher_demo.yml')
+        run_stage('Teacher: a small Restormer, trained briefly', 'train', DEMO_OPTIONS / 'train_teacher_demo.yml')
     if not Path(teacher).is_file():
         raise FileNotFoundError(f'--teacher: no such checkpoint {teacher}')
 
-    run_stage('Student: SpikerIR distilled from the teacher (H-KD)', 'train.py', DEMO_OPTIONS / 'distill_demo.yml',
+    run_stage('Student: SpikerIR distilled from the teacher (H-KD)', 'train', DEMO_OPTIONS / 'distill_demo.yml',
               f'path:pretrain_network_t={teacher}')
-    run_stage('Test: the teacher', 'test.py', DEMO_OPTIONS / 'test_teacher_demo.yml',
+    run_stage('Test: the teacher', 'test', DEMO_OPTIONS / 'test_teacher_demo.yml',
               f'path:pretrain_network_g={teacher}')
-    run_stage('Test: the distilled student', 'test.py', DEMO_OPTIONS / 'test_student_demo.yml',
+    run_stage('Test: the distilled student', 'test', DEMO_OPTIONS / 'test_student_demo.yml',
               f'path:pretrain_network_g={STUDENT_CKPT}')
 
     rows = [('teacher (Restormer, ANN)', *read_test_result('demo_test_teacher')),

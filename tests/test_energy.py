@@ -65,13 +65,12 @@ def test_two_layer_network_matches_hand_count():
     assert analyse_energy(TwoLayerSNN(T=2), staircase_image(), precision='int8').energy_pj == pytest.approx(16.0)
 
 
-def test_time_steps_override_is_restored():
-    model = TwoLayerSNN(T=2)
-    report = analyse_energy(model, staircase_image(), T=3)
+def test_time_steps_follow_the_network():
+    report = analyse_energy(TwoLayerSNN(T=3), staircase_image())
     # Spikes per pixel over 3 steps (channel x + channel 0.5 x):
     #   x=2.4: 3 + 3 = 6; x=1.2: 3 + 1 (t=2) = 4; x=0.6: 1 (t=2) + 0 (0.3 x 3 = 0.9) = 1; x=0.2: 0
     # 4 x (6 + 4 + 1) = 44 spikes among 3 x 2 x 16 = 96 entries; SOPs = 44 / 96 x 3 x 288 = 396.
-    assert report.time_steps == 3 and model.T == 2
+    assert report.time_steps == 3
     assert report.layers[1].sops == pytest.approx(396)
 
 
@@ -114,8 +113,6 @@ def test_presets_and_bad_input():
         energy_per_op('custom', mac_pj=2.)
     with pytest.raises(ValueError, match='images'):
         analyse_energy(TwoLayerSNN(), torch.zeros(4, 4))
-    with pytest.raises(ValueError, match='no attribute T'):
-        analyse_energy(nn.Conv2d(1, 1, 3), staircase_image(), T=2)
 
 
 def test_firing_rate_monitor_records_only_inside_with():

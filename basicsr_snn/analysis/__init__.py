@@ -1,4 +1,4 @@
-"""Firing rates, MAC / SOP counts and compute-energy estimates (``DESIGN.md`` section 6).
+"""Firing rates, MAC / SOP counts and compute-energy estimates (the convention: ``energy.py``).
 
 * :func:`analyse_energy` -> :class:`EnergyReport`: per-layer MACs (mmengine), input spike
   rates (forward pre-hooks), SOPs and energy per image for a spiking network, its ReLU twin

@@ -1,6 +1,6 @@
 """Compute-energy estimate shared by spiking students, their ReLU twins and ANN teachers.
 
-The convention (``DESIGN.md`` section 6):
+The convention (the README's "Energy" section states it for users):
 
 * MACs per layer come from ``mmengine.analysis`` (:mod:`.macs`) on one image, over every
   time step the layer actually ran.
@@ -27,15 +27,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.op_counter import SimpleEnergyCostConfig
 
 from basicsr_snn.analysis.firing_rate import AdditionCounter, FiringRateMonitor, SynapticInputMonitor
 from basicsr_snn.analysis.macs import count_macs
 
-#: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add.
+#: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add;
+#: read from spikingjelly's ``SimpleEnergyCostConfig`` presets.
 ENERGY_PRESETS_45NM = {
-    'fp32': {'mac_pj': 4.6, 'ac_pj': 0.9},
-    'fp16': {'mac_pj': 1.5, 'ac_pj': 0.4},
-    'int8': {'mac_pj': 0.23, 'ac_pj': 0.03},
+    precision: {'mac_pj': preset.e_mac_pj, 'ac_pj': preset.e_ac_pj}
+    for precision, preset in ((name, getattr(SimpleEnergyCostConfig, name)()) for name in ('fp32', 'fp16', 'int8'))
 }
 
 MEMORY_NOTE = ('Compute energy only: memory traffic (weights, activations, membrane potentials) '
@@ -208,7 +209,7 @@ class EnergyReport:
         return '\n'.join(lines)
 
 
-def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=None, spiking=True,
+def analyse_energy(model, images, precision='fp32', mac_pj=None, ac_pj=None, spiking=True,
                    fold_batchnorm=True):
     """Estimate the compute energy per image of ``model`` on real ``images``.
 
@@ -220,10 +221,6 @@ def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=N
         model (nn.Module): Network mapping ``(1, C, H, W)`` to its output. Put in eval mode
             for the analysis and restored afterwards.
         images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for.
-        T (int | None): Time steps to analyse at; sets ``model.T`` during the analysis (the
-            network must have that attribute, and no weight may depend on it: SpikerIR's
-            temporal attention does, build such a network with the wanted T instead).
-            None: keep the model's own ``T``.
         precision (str): ``'fp32'``, ``'fp16'``, ``'int8'`` (45 nm presets) or ``'custom'``.
         mac_pj (float | None), ac_pj (float | None): Energy per MAC / AC in pJ, overriding the preset.
         spiking (bool): True: layers whose inputs were binary cost SOPs (a layer that only ever
@@ -238,11 +235,7 @@ def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=N
         raise ValueError(f'images must be a non-empty (N, C, H, W) tensor, got '
                          f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}')
     mac_pj, ac_pj = energy_per_op(precision, mac_pj, ac_pj)
-    if T is not None and not hasattr(model, 'T'):
-        raise ValueError(f'T={T} given but {type(model).__name__} has no attribute T')
-    original_T, was_training = getattr(model, 'T', None), model.training
-    if T is not None:
-        model.T = T
+    was_training = model.training
     model.eval()
     try:
         macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
@@ -254,8 +247,6 @@ def analyse_energy(model, images, T=None, precision='fp32', mac_pj=None, ac_pj=N
             functional.reset_net(model)
         time_steps = getattr(model, 'T', None)
     finally:
-        if T is not None:
-            model.T = original_T
         model.train(was_training)
 
     num_images = images.shape[0]

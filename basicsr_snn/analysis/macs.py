@@ -26,10 +26,6 @@ class MacCount:
     """
     by_module: dict
 
-    @property
-    def total(self):
-        return sum(self.by_module[''].values())
-
     def of(self, module_name):
         """All MACs executed inside the module at ``module_name``."""
         return sum(self.by_module.get(module_name, Counter()).values())
