@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from basicsr_snn import _compat
-from pipeline_utils import REPO_ROOT, read_train_log, run_entry_point, write_options, write_paired_folder
+from pipeline_utils import read_train_log, run_entry_point, write_options, write_paired_folder
 from snn_options import (STUDENT, TEACHER, build_model, captured_log, in_process_options, training_batch,
                          training_options, validation_loader, write_teacher_checkpoint)
 
@@ -189,16 +189,16 @@ def test_untrained_teacher_needs_an_explicit_opt_in(tmp_path, data_root, teacher
 
 
 RANK_KEYS_TRAIN_SCRIPT = '''
-import os, sys
-sys.path.insert(0, {repo!r})
-import basicsr_snn
+import os
+from basicsr_snn._compat import apply_pipeline_fixes
+apply_pipeline_fixes()
 from basicsr.train import train_pipeline
 from basicsr_snn.models.distill_snn_model import DistillSNNModel
 
 reduce_loss_dict = DistillSNNModel.reduce_loss_dict
 
 def record_keys(self, loss_dict):
-    with open(f'loss_keys_rank{{self.opt["rank"]}}.txt', 'a') as keys:
+    with open(f'loss_keys_rank{self.opt["rank"]}.txt', 'a') as keys:
         keys.write(' '.join(loss_dict) + '\\n')
     return reduce_loss_dict(self, loss_dict)
 
@@ -210,7 +210,7 @@ train_pipeline(os.getcwd())
 def test_torchrun_two_ranks_distill_and_validate(tmp_path, data_root, teacher_path):
     """train.py's pipeline under torchrun, with each rank's loss keys written down before the reduction."""
     script = tmp_path / 'train_recording_keys.py'
-    script.write_text(RANK_KEYS_TRAIN_SCRIPT.format(repo=str(REPO_ROOT)))
+    script.write_text(RANK_KEYS_TRAIN_SCRIPT)
     options = training_options(tmp_path, data_root, 'distill_ddp', 'DistillSNNModel', total_iter=3,
                                teacher_path=teacher_path, ema_decay=0.9)
     run_entry_point(script, write_options(tmp_path / 'train.yml', options), cwd=tmp_path, launcher='pytorch', nproc=2)

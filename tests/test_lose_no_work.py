@@ -314,7 +314,9 @@ def test_a_corrupt_validation_image_fails_before_training_and_is_named(tmp_path)
                                          ('abc', 'abc'), ('~', None), ('true', True)])
 def test_force_yml_reads_numbers(text, value):
     from basicsr.utils import options
-    result = options._postprocess_yml_value(text)
+
+    from basicsr_snn._compat import _read_numbers
+    result = _read_numbers(options._postprocess_yml_value)(text)
     assert result == value and type(result) is type(value)
 
 
