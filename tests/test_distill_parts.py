@@ -21,13 +21,17 @@ def test_schedule_values(options, expected):
 
 
 @pytest.mark.parametrize('options, message', [
-    ({'type': 'exponential'}, r"schedule\.type must be one of \('constant', 'linear', 'cosine', 'step'\)"),
-    ({'type': 'step'}, r'schedule\.until_iter must be an integer >= 1 for type .step.'),
-    ({'gamma': -1}, r'schedule\.gamma must be a number >= 0'),
-    ({'until': 5}, r"schedule: unknown key\(s\) \['until'\]; valid keys"),
+    ({'type': 'exponential'},
+     r"^train\.distill\.schedule\.type must be one of \('constant', 'linear', 'cosine', 'step'\)"),
+    ({'type': 'step'}, r"^train\.distill\.schedule\.until_iter \(for type 'step'\) must be an integer >= 1"),
+    ({'gamma': -1}, r'^train\.distill\.schedule\.gamma must be a number >= 0'),
+    ({'until': 5}, r"^train\.distill\.schedule: unknown key\(s\) \['until'\]; valid keys"),
 ])
 def test_schedule_errors_name_the_option(options, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message):  # checked when the options are parsed, with the file's keys
+        DistillOptions.from_train_options({'total_iter': 100, 'distill': {'output': {}, 'schedule': options}})
+    component_message = message.replace(r'^train\.distill\.schedule\.', '^').replace(r'^train\.distill\.', '^')
+    with pytest.raises(ValueError, match=component_message):  # the component alone
         DistillWeightSchedule.from_options(options, total_iter=100)
 
 
@@ -73,9 +77,9 @@ def test_membrane_recording_keeps_the_graph():
 
 def test_recorder_errors_name_the_option_and_valid_paths():
     recorder = FeatureRecorder(TinySpiking())
-    with pytest.raises(ValueError, match=r"hints\[0\]\.student: TinySpiking has no module 'lfi'.*Did you mean \['lif'\]"
+    with pytest.raises(ValueError, match=r"^TinySpiking has no module 'lfi'.*Did you mean \['lif'\]"
                        r".*Valid module paths: \['conv', 'lif', 'lif\.surrogate_function'\]"):
-        recorder.add('x', 'lfi', option_key='hints[0].student')
+        recorder.add('x', 'lfi')
     with pytest.raises(ValueError, match=r"reduce: membrane needs a spiking neuron module, but 'conv' is a Conv2d"):
         recorder.add('x', 'conv', reduce='membrane')
 
@@ -102,7 +106,7 @@ def test_adapter_identity_conv_and_resize():
     ((2, 4, 8), (2, 4, 8, 8), {}, r'\(2, 4, 8\) to the teacher feature of shape \(2, 4, 8, 8\)'),
     ((2, 4, 8, 8), (2, 8, 8, 8), {'adapter': 'none'}, r'differ in channels; set adapter: conv1x1'),
     ((2, 4, 8, 8), (2, 4, 4, 4), {'resize': 'none'}, r'differ in size; set resize: bilinear'),
-    ((2, 4, 8, 8), (2, 4, 8, 8), {'resize': 'linear'}, r"hint\.resize must be one of"),
+    ((2, 4, 8, 8), (2, 4, 8, 8), {'resize': 'linear'}, r"^resize must be one of"),
 ])
 def test_unadaptable_shapes_name_both(student, teacher, options, message):
     with pytest.raises(ValueError, match=message):
@@ -132,10 +136,13 @@ def test_options_defaults_and_errors():
 
 
 def test_hint_loss_by_registered_type():
-    assert build_comparison_loss(None, 'x')(torch.zeros(2), torch.ones(2)).item() == 1.0  # MSE
-    l1 = build_comparison_loss({'type': 'L1Loss', 'loss_weight': 2.0}, 'x')
+    assert build_comparison_loss(None)(torch.zeros(2), torch.ones(2)).item() == 1.0  # MSE
+    l1 = build_comparison_loss({'type': 'L1Loss', 'loss_weight': 2.0})
     assert l1(torch.zeros(2), torch.full((2, ), 3.)).item() == 6.0
-    with pytest.raises(ValueError, match=r"hints\[0\]\.loss\.type must name a registered loss, got 'MSE'.*'MSELoss'"):
-        build_comparison_loss({'type': 'MSE'}, 'hints[0].loss')
-    with pytest.raises(ValueError, match=r'hints\[0\]\.loss: cannot build L1Loss'):
-        build_comparison_loss({'type': 'L1Loss', 'weight': 2}, 'hints[0].loss')
+    with pytest.raises(ValueError, match=r"^type must name a registered loss, got 'MSE'.*'MSELoss'"):
+        build_comparison_loss({'type': 'MSE'})
+    with pytest.raises(ValueError, match=r'^cannot build L1Loss'):
+        build_comparison_loss({'type': 'L1Loss', 'weight': 2})
+    with pytest.raises(ValueError, match=r"^train\.distill\.hints\[0\]\.loss\.type must name a registered loss"):
+        DistillOptions.from_train_options({'distill': {'hints': [{'student': 's', 'teacher': 't',
+                                                                  'loss': {'type': 'MSE'}}]}})

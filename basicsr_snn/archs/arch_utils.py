@@ -1,11 +1,5 @@
-"""Helpers shared by the archs: option checks and padding to a size multiple."""
+"""Padding to a size multiple, shared by the archs."""
 import torch.nn.functional as F
-
-
-def check_choice(key, value, choices):
-    """Raise ``ValueError`` naming option ``key`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f'{key} must be one of {tuple(choices)}, got {value!r}')
 
 
 def pad_to_multiple(x, multiple):

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from basicsr_snn.archs.arch_utils import check_choice, pad_to_multiple
+from basicsr_snn.archs.arch_utils import pad_to_multiple
+from basicsr_snn.utils.checks import check_choice
 
 RESTORMER_PRESETS = {
     # the paper's configuration: 26.1M parameters

@@ -1,13 +1,12 @@
 """SpikerIR: the spiking U-shaped encoder-decoder student of H-KD (arXiv 2504.01755)."""
-from numbers import Integral
-
 from basicsr.utils.registry import ARCH_REGISTRY
 from spikingjelly.activation_based import functional, layer
 from torch import nn
 
-from basicsr_snn.archs.arch_utils import check_choice, pad_to_multiple
+from basicsr_snn.archs.arch_utils import pad_to_multiple
 from basicsr_snn.archs.spiking_blocks import (SHORTCUTS, ElementwiseAdd, NeuronSpec, SpikingDownsample,
                                               SpikingLevel, SpikingUpsample, rate_encode)
+from basicsr_snn.utils.checks import check_bool, check_choice, check_int
 
 SPIKERIR_PRESETS = {
     # near the 0.07M parameters the paper states for its student
@@ -20,16 +19,11 @@ SPIKERIR_PRESETS = {
 ENCODINGS = ('direct', 'rate')
 
 
-def _check_int(key, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f'{key} must be an integer >= {minimum}, got {value!r}')
-
-
 def _check_block_counts(key, counts):
     if not isinstance(counts, (list, tuple)) or len(counts) != 3:
         raise ValueError(f'{key} must be a list of 3 block counts (levels 1, 2, 3), got {counts!r}')
     for count in counts:
-        _check_int(key, count, 0)
+        check_int(key, count, 0)
 
 
 @ARCH_REGISTRY.register()
@@ -134,16 +128,16 @@ class SpikerIR(nn.Module):
                  encoding='direct',
                  shortcut='membrane'):
         super().__init__()
-        _check_int('in_ch', in_ch, 1)
+        check_int('in_ch', in_ch, 1)
         if out_ch != in_ch:
             raise ValueError(f'out_ch must equal in_ch ({in_ch}) for the global residual, got {out_ch!r}')
-        _check_int('dim', dim, 1)
+        check_int('dim', dim, 1)
         _check_block_counts('enc_blocks', enc_blocks)
         _check_block_counts('dec_blocks', dec_blocks)
-        _check_int('latent_blocks', latent_blocks, 0)
-        _check_int('T', T, 1)
+        check_int('latent_blocks', latent_blocks, 0)
+        check_int('T', T, 1)
         check_choice('neuron', neuron, self.neuron_choices)
-        check_choice('attention', attention, (True, False))
+        check_bool('attention', attention)
         check_choice('encoding', encoding, ENCODINGS)
         check_choice('shortcut', shortcut, SHORTCUTS)
         spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha)

@@ -18,7 +18,7 @@ import torch
 from spikingjelly.activation_based import layer, neuron, surrogate
 from torch import nn
 
-from basicsr_snn.archs.arch_utils import check_choice
+from basicsr_snn.utils.checks import check_choice, check_number
 
 SPIKING_NEURONS = ('lif', 'plif', 'if')
 SURROGATES = {'atan': surrogate.ATan, 'sigmoid': surrogate.Sigmoid}
@@ -54,12 +54,10 @@ class NeuronSpec:
     def __post_init__(self):
         check_choice('neuron', self.neuron, SPIKING_NEURONS + ('relu', ))
         check_choice('surrogate', self.surrogate, tuple(SURROGATES))
-        if self.neuron in ('lif', 'plif') and not self.tau > 1:
-            raise ValueError(f'tau must be > 1 for neuron {self.neuron!r}, got {self.tau!r}')
-        if not self.v_threshold > 0:
-            raise ValueError(f'v_threshold must be > 0, got {self.v_threshold!r}')
-        if self.surrogate_alpha is not None and not self.surrogate_alpha > 0:
-            raise ValueError(f'surrogate_alpha must be > 0 or None, got {self.surrogate_alpha!r}')
+        if self.neuron in ('lif', 'plif'):
+            check_number('tau', self.tau, above=1)
+        check_number('v_threshold', self.v_threshold, above=0)
+        check_number('surrogate_alpha', self.surrogate_alpha, above=0, allow_none=True)
 
     def build(self):
         """A new multi-step neuron module (or ``nn.ReLU``), applied to ``(T, B, C, H, W)``."""

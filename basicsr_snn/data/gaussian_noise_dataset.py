@@ -13,7 +13,8 @@ from basicsr.utils import FileClient, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from basicsr_snn.data.image_io import check_color_mode, decode_image, list_images
+from basicsr_snn.data.image_io import COLOR_MODES, decode_image, list_images
+from basicsr_snn.utils.checks import check_bool, check_choice, check_int
 
 IO_BACKENDS = ('disk', 'lmdb')
 
@@ -42,13 +43,6 @@ def read_meta_info_names(meta_info_file):
 
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_bool(opt, key, default):
-    value = opt.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f'{key} must be true or false, got {value!r}.')
-    return value
 
 
 @DATASET_REGISTRY.register()
@@ -118,26 +112,23 @@ class GaussianNoiseDataset(data.Dataset):
         self.opt = opt
         self.phase = opt.get('phase', 'train')
         self.color = opt.get('color', 'rgb')
-        check_color_mode(self.color)
+        check_choice('color', self.color, COLOR_MODES)
         self.sigma_range, self.sigma_choices = self._parse_noise_level(opt)
-        self.clip_noisy = _check_bool(opt, 'clip_noisy', False)
+        self.clip_noisy = check_bool('clip_noisy', opt.get('clip_noisy', False))
         self.noise_seed = opt.get('noise_seed', 0)
-        if not isinstance(self.noise_seed, int) or isinstance(self.noise_seed, bool):
-            raise ValueError(f'noise_seed must be an integer, got {self.noise_seed!r}.')
+        check_int('noise_seed', self.noise_seed)
         if self.phase == 'train':
             self.gt_size = opt.get('gt_size')
-            if not isinstance(self.gt_size, int) or isinstance(self.gt_size, bool) or self.gt_size < 1:
-                raise ValueError(f'gt_size must be a positive integer in the train phase, got {self.gt_size!r}.')
-            self.use_hflip = _check_bool(opt, 'use_hflip', True)
-            self.use_rot = _check_bool(opt, 'use_rot', True)
+            check_int('gt_size', self.gt_size, 1)
+            self.use_hflip = check_bool('use_hflip', opt.get('use_hflip', True))
+            self.use_rot = check_bool('use_rot', opt.get('use_rot', True))
 
         if 'dataroot_gt' not in opt:
             raise KeyError('GaussianNoiseDataset needs the option dataroot_gt (folder of clean images or .lmdb).')
         self.root = Path(opt['dataroot_gt'])
         self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         backend = self.io_backend_opt.pop('type', 'disk')
-        if backend not in IO_BACKENDS:
-            raise ValueError(f'io_backend.type must be one of {IO_BACKENDS}, got {backend!r}.')
+        check_choice('io_backend.type', backend, IO_BACKENDS)
         if backend == 'lmdb':
             self.io_backend_opt.update(db_paths=[str(self.root)], client_keys=['gt'])
             self.items = self._lmdb_items(opt.get('meta_info_file'))

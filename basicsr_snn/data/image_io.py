@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from basicsr_snn.utils.checks import check_choice
+
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 COLOR_MODES = ('gray', 'rgb')
 
@@ -35,11 +37,6 @@ def list_images(folder, option_name='folder'):
     return images
 
 
-def check_color_mode(color, option_name='color'):
-    if color not in COLOR_MODES:
-        raise ValueError(f'{option_name} must be one of {COLOR_MODES}, got {color!r}.')
-
-
 def decode_image(content, color, source):
     """Decode encoded image bytes.
 
@@ -53,7 +50,7 @@ def decode_image(content, color, source):
     Returns:
         ndarray: (H, W, 3) BGR or (H, W, 1) gray, uint8.
     """
-    check_color_mode(color)
+    check_choice('color', color, COLOR_MODES)
     image = None
     if content:
         image = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_COLOR)

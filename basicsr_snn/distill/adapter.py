@@ -2,6 +2,8 @@
 from torch import nn
 from torch.nn import functional as F
 
+from basicsr_snn.utils.checks import check_choice
+
 ADAPTER_TYPES = ('conv1x1', 'none')
 RESIZE_MODES = ('bilinear', 'bicubic', 'nearest', 'area', 'none')
 
@@ -22,31 +24,26 @@ class FeatureAdapter(nn.Module):
         resize (str): ``F.interpolate`` mode for differing sizes (``'bilinear'``, ``'bicubic'``,
             ``'nearest'``, ``'area'``) or ``'none'`` (sizes must then match).
             Default: ``'bilinear'``.
-        option_key (str): The hint's option key, named in errors.
     """
 
-    def __init__(self, student_shape, teacher_shape, adapter='conv1x1', resize='bilinear', option_key='hint'):
+    def __init__(self, student_shape, teacher_shape, adapter='conv1x1', resize='bilinear'):
         super().__init__()
-        if adapter not in ADAPTER_TYPES:
-            raise ValueError(f'{option_key}.adapter must be one of {ADAPTER_TYPES}, got {adapter!r}')
-        if resize not in RESIZE_MODES:
-            raise ValueError(f'{option_key}.resize must be one of {RESIZE_MODES}, got {resize!r}')
+        check_choice('adapter', adapter, ADAPTER_TYPES)
+        self.resize = check_choice('resize', resize, RESIZE_MODES)
         student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
-        self.option_key = option_key
-        self.resize = resize
         if student_shape == teacher_shape:
             self.proj = nn.Identity()
             return
         if len(teacher_shape) == 5 and len(student_shape) == 4:
-            raise ValueError(f'{option_key}: the teacher feature {teacher_shape} is a multi-step sequence '
+            raise ValueError(f'the teacher feature {teacher_shape} is a multi-step sequence '
                              f'(T, B, C, H, W) and the student feature {student_shape} is not; '
                              f'set teacher_reduce: mean')
         if len(student_shape) != 4 or len(teacher_shape) != 4 or student_shape[0] != teacher_shape[0]:
-            raise ValueError(f'{option_key}: cannot adapt the student feature of shape {student_shape} to the teacher '
+            raise ValueError(f'cannot adapt the student feature of shape {student_shape} to the teacher '
                              f'feature of shape {teacher_shape}: adapters map (B, c, h, w) to (B, C, H, W)')
         student_channels, teacher_channels = student_shape[1], teacher_shape[1]
         if student_channels != teacher_channels and adapter == 'none':
-            raise ValueError(f'{option_key}: student feature {student_shape} and teacher feature {teacher_shape} '
+            raise ValueError(f'student feature {student_shape} and teacher feature {teacher_shape} '
                              f'differ in channels; set adapter: conv1x1')
         self._check_size(student_shape[2:], teacher_shape[2:], student_shape, teacher_shape)
         self.proj = (nn.Conv2d(student_channels, teacher_channels, 1)
@@ -54,7 +51,7 @@ class FeatureAdapter(nn.Module):
 
     def _check_size(self, student_size, teacher_size, student_shape, teacher_shape):
         if tuple(student_size) != tuple(teacher_size) and self.resize == 'none':
-            raise ValueError(f'{self.option_key}: student feature {tuple(student_shape)} and teacher feature '
+            raise ValueError(f'student feature {tuple(student_shape)} and teacher feature '
                              f'{tuple(teacher_shape)} differ in size; set resize: bilinear (or another mode)')
 
     def forward(self, x, teacher_shape):

@@ -7,6 +7,8 @@ from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
+from basicsr_snn.utils.checks import check_choice
+
 DEFAULT_HINT_LOSS = {'type': 'MSELoss', 'loss_weight': 1.0}
 NORMALIZATIONS = ('none', 'channel')
 
@@ -29,10 +31,8 @@ class HintComparison(nn.Module):
 
     def __init__(self, loss, normalize='none'):
         super().__init__()
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got {normalize!r}')
         self.loss = loss
-        self.normalize = normalize
+        self.normalize = check_choice('normalize', normalize, NORMALIZATIONS)
 
     def forward(self, student, teacher):
         if self.normalize == 'channel':
@@ -40,23 +40,28 @@ class HintComparison(nn.Module):
         return self.loss(student, teacher)
 
 
-def build_comparison_loss(loss_opt, option_key, default=DEFAULT_HINT_LOSS):
+def check_loss_type(loss_opt):
+    """The ``type`` of ``loss_opt``, which must be a registered loss."""
+    loss_type = loss_opt.get('type') if isinstance(loss_opt, dict) else None
+    if loss_type not in LOSS_REGISTRY:
+        raise ValueError(f'type must name a registered loss, got {loss_type!r}; '
+                         f'registered: {sorted(LOSS_REGISTRY.keys())}')
+    return loss_type
+
+
+def build_comparison_loss(loss_opt, default=DEFAULT_HINT_LOSS):
     """Build a registered BasicSR loss (``MSELoss``, ``L1Loss``, ``CharbonnierLoss``, ``FFTLoss`` ...).
 
     Args:
         loss_opt (dict | None): ``{type: ..., <the loss's keyword arguments>}``; None: ``default``.
-        option_key (str): Where the options come from, e.g. ``train.distill.hints[0].loss``.
         default (dict): Options used when ``loss_opt`` is None.
 
     Returns:
         nn.Module: called as ``loss(pred, target)``.
     """
     loss_opt = dict(default if loss_opt is None else loss_opt)
-    loss_type = loss_opt.get('type')
-    if loss_type not in LOSS_REGISTRY:
-        raise ValueError(f'{option_key}.type must name a registered loss, got {loss_type!r}; '
-                         f'registered: {sorted(LOSS_REGISTRY.keys())}')
+    loss_type = check_loss_type(loss_opt)
     try:
         return build_loss(loss_opt)
     except TypeError as error:
-        raise ValueError(f'{option_key}: cannot build {loss_type}: {error}') from error
+        raise ValueError(f'cannot build {loss_type}: {error}') from error

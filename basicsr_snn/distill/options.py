@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from basicsr_snn.distill.adapter import ADAPTER_TYPES, RESIZE_MODES
-from basicsr_snn.distill.hint_loss import DEFAULT_HINT_LOSS, NORMALIZATIONS
+from basicsr_snn.distill.hint_loss import DEFAULT_HINT_LOSS, NORMALIZATIONS, check_loss_type
 from basicsr_snn.distill.recorder import REDUCTIONS
+from basicsr_snn.distill.schedule import SCHEDULE_KEYS, DistillWeightSchedule
+from basicsr_snn.utils.checks import check_bool, check_choice, check_keys, check_number, named_errors
 
 OPTION_ROOT = 'train.distill'
 DISTILL_KEYS = ('hints', 'output', 'schedule', 'adapter', 'resize', 'probe_shape', 'allow_random_teacher')
@@ -18,27 +20,13 @@ OUTPUT_KEYS = ('loss', 'weight')
 DEFAULT_OUTPUT_LOSS = {'type': 'L1Loss', 'loss_weight': 1.0}
 
 
-def _check_keys(options, valid, option_key):
-    if not isinstance(options, dict):
-        raise ValueError(f'{option_key} must be a mapping with keys {list(valid)}, got {options!r}')
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f'{option_key}: unknown key(s) {unknown}; valid keys: {list(valid)}')
+def _checked_loss(option_key, loss_opt):
+    with named_errors(option_key, ('type', )):
+        check_loss_type(loss_opt)
+    return dict(loss_opt)
 
 
-def _check_weight(value, option_key):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f'{option_key} must be a number >= 0, got {value!r}')
-    return float(value)
-
-
-def _check_choice(value, choices, option_key):
-    if value not in choices:
-        raise ValueError(f'{option_key} must be one of {choices}, got {value!r}')
-    return value
-
-
-def _check_path(value, option_key):
+def _check_path(option_key, value):
     if not isinstance(value, str) or not value:
         raise ValueError(f'{option_key} must be a module path such as decoder1 (see the network\'s named_modules), '
                          f'got {value!r}')
@@ -77,19 +65,20 @@ class OutputTermOptions:
 class DistillOptions:
     hints: tuple
     output: Optional[OutputTermOptions]
-    schedule: dict = field(default_factory=dict)
+    schedule: DistillWeightSchedule = field(default_factory=DistillWeightSchedule)
     probe_shape: Optional[tuple] = None
     allow_random_teacher: bool = False
 
     @classmethod
     def from_train_options(cls, train_opt):
-        """Parse and check ``train_opt['distill']``; every error names its option key."""
+        """Parse and check ``train_opt['distill']`` (its schedule against ``train_opt['total_iter']``);
+        every error names its option key."""
         if 'distill' not in train_opt:
             raise ValueError(f'{OPTION_ROOT} is missing: DistillSNNModel needs hints and/or an output term')
         opt = train_opt['distill'] or {}
-        _check_keys(opt, DISTILL_KEYS, OPTION_ROOT)
-        default_adapter = _check_choice(opt.get('adapter', 'conv1x1'), ADAPTER_TYPES, f'{OPTION_ROOT}.adapter')
-        default_resize = _check_choice(opt.get('resize', 'bilinear'), RESIZE_MODES, f'{OPTION_ROOT}.resize')
+        check_keys(OPTION_ROOT, opt, DISTILL_KEYS)
+        default_adapter = check_choice(f'{OPTION_ROOT}.adapter', opt.get('adapter', 'conv1x1'), ADAPTER_TYPES)
+        default_resize = check_choice(f'{OPTION_ROOT}.resize', opt.get('resize', 'bilinear'), RESIZE_MODES)
         hints_opt = opt.get('hints') or []
         if not isinstance(hints_opt, list):
             raise ValueError(f'{OPTION_ROOT}.hints must be a list of hint points, got {hints_opt!r}')
@@ -108,38 +97,42 @@ class DistillOptions:
                                         or not all(isinstance(v, int) and v > 0 for v in probe_shape)):
             raise ValueError(f'{OPTION_ROOT}.probe_shape must be [channels, height, width], got {probe_shape!r}')
         allow_random_teacher = opt.get('allow_random_teacher', False)
-        _check_choice(allow_random_teacher, (True, False), f'{OPTION_ROOT}.allow_random_teacher')
-        return cls(hints=hints, output=output, schedule=dict(opt.get('schedule') or {}),
+        check_bool(f'{OPTION_ROOT}.allow_random_teacher', allow_random_teacher)
+        schedule_opt = check_keys(f'{OPTION_ROOT}.schedule', dict(opt.get('schedule') or {}), SCHEDULE_KEYS)
+        with named_errors(f'{OPTION_ROOT}.schedule', SCHEDULE_KEYS):
+            schedule = DistillWeightSchedule(**schedule_opt, total_iter=train_opt.get('total_iter'))
+        return cls(hints=hints, output=output, schedule=schedule,
                    probe_shape=tuple(probe_shape) if probe_shape else None,
                    allow_random_teacher=allow_random_teacher)
 
     @staticmethod
     def _parse_hint(hint, option_key, default_adapter, default_resize):
-        _check_keys(hint, HINT_KEYS, option_key)
+        check_keys(option_key, hint, HINT_KEYS)
         for required in ('student', 'teacher'):
             if required not in hint:
                 raise ValueError(f'{option_key}.{required} is missing: the {required} module path')
-        student = _check_path(hint['student'], f'{option_key}.student')
+        student = _check_path(f'{option_key}.student', hint['student'])
         name = hint.get('name', student.replace('.', '_'))
         if not isinstance(name, str) or not name.replace('_', '').isalnum():
             raise ValueError(f'{option_key}.name must be letters, digits and underscores, got {name!r}')
         return HintOptions(
             name=name,
             student=student,
-            teacher=_check_path(hint['teacher'], f'{option_key}.teacher'),
-            loss=dict(hint.get('loss') or DEFAULT_HINT_LOSS),
-            weight=_check_weight(hint.get('weight', 1.0), f'{option_key}.weight'),
-            reduce=_check_choice(hint.get('reduce', 'mean'), REDUCTIONS, f'{option_key}.reduce'),
-            teacher_reduce=_check_choice(hint.get('teacher_reduce', 'none'), TEACHER_REDUCTIONS,
-                                         f'{option_key}.teacher_reduce'),
-            normalize=_check_choice(hint.get('normalize', 'none'), NORMALIZATIONS, f'{option_key}.normalize'),
-            adapter=_check_choice(hint.get('adapter', default_adapter), ADAPTER_TYPES, f'{option_key}.adapter'),
-            resize=_check_choice(hint.get('resize', default_resize), RESIZE_MODES, f'{option_key}.resize'),
+            teacher=_check_path(f'{option_key}.teacher', hint['teacher']),
+            loss=_checked_loss(f'{option_key}.loss', hint.get('loss') or DEFAULT_HINT_LOSS),
+            weight=float(check_number(f'{option_key}.weight', hint.get('weight', 1.0), minimum=0)),
+            reduce=check_choice(f'{option_key}.reduce', hint.get('reduce', 'mean'), REDUCTIONS),
+            teacher_reduce=check_choice(f'{option_key}.teacher_reduce', hint.get('teacher_reduce', 'none'),
+                                        TEACHER_REDUCTIONS),
+            normalize=check_choice(f'{option_key}.normalize', hint.get('normalize', 'none'), NORMALIZATIONS),
+            adapter=check_choice(f'{option_key}.adapter', hint.get('adapter', default_adapter), ADAPTER_TYPES),
+            resize=check_choice(f'{option_key}.resize', hint.get('resize', default_resize), RESIZE_MODES),
             option_key=option_key)
 
     @staticmethod
     def _parse_output(output):
         option_key = f'{OPTION_ROOT}.output'
-        _check_keys(output, OUTPUT_KEYS, option_key)
-        return OutputTermOptions(loss=dict(output.get('loss') or DEFAULT_OUTPUT_LOSS),
-                                 weight=_check_weight(output.get('weight', 1.0), f'{option_key}.weight'))
+        check_keys(option_key, output, OUTPUT_KEYS)
+        return OutputTermOptions(loss=_checked_loss(f'{option_key}.loss', output.get('loss') or DEFAULT_OUTPUT_LOSS),
+                                 weight=float(check_number(f'{option_key}.weight', output.get('weight', 1.0),
+                                                           minimum=0)))

@@ -8,6 +8,8 @@ import difflib
 import torch
 from spikingjelly.activation_based import neuron
 
+from basicsr_snn.utils.checks import check_choice
+
 # How a recorded module output becomes a feature map:
 #   none      the output itself (ANN modules: (B, C, H, W))
 #   mean      mean over the leading time axis of a multi-step output (T, B, C, H, W): for a
@@ -18,13 +20,12 @@ REDUCTIONS = ('none', 'mean', 'membrane')
 MEMBRANE_NEURON_TYPES = (neuron.BaseNode, )
 
 
-def find_module(model, path, option_key):
+def find_module(model, path):
     """The submodule of ``model`` at ``path``; the error lists the valid paths.
 
     Args:
         model (nn.Module): Network to search.
         path (str): Dotted module path as in ``model.named_modules()``.
-        option_key (str): Option that gave the path, named in the error.
     """
     modules = dict(model.named_modules())
     modules.pop('', None)
@@ -32,7 +33,7 @@ def find_module(model, path, option_key):
         return modules[path]
     close = difflib.get_close_matches(str(path), list(modules), n=3)
     hint = f' Did you mean {close}?' if close else ''
-    raise ValueError(f'{option_key}: {type(model).__name__} has no module {path!r}.{hint} '
+    raise ValueError(f'{type(model).__name__} has no module {path!r}.{hint} '
                      f'Valid module paths: {list(modules)}')
 
 
@@ -48,7 +49,7 @@ class FeatureRecorder:
     Example::
 
         recorder = FeatureRecorder(student)
-        recorder.add('dec1', 'decoder1', reduce='mean', option_key='train.distill.hints[0].student')
+        recorder.add('dec1', 'decoder1', reduce='mean')
         with recorder:
             student(lq)
         recorder.features['dec1']   # (B, C, H, W): decoder1's output averaged over T
@@ -64,7 +65,7 @@ class FeatureRecorder:
         self._points = {}
         self._handles = []
 
-    def add(self, name, path, reduce='none', option_key=None):
+    def add(self, name, path, reduce='none'):
         """Record the output of the module at ``path`` as ``features[name]``.
 
         Args:
@@ -72,30 +73,27 @@ class FeatureRecorder:
             path (str): Module path in the model.
             reduce (str): One of ``REDUCTIONS`` (see the module's top). ``'membrane'`` switches
                 on ``store_v_seq`` of the neuron so that spikingjelly keeps ``v_seq``.
-            option_key (str | None): Option that gave ``path``, for error messages.
         """
-        option_key = option_key or name
-        if reduce not in REDUCTIONS:
-            raise ValueError(f'{option_key}: reduce must be one of {REDUCTIONS}, got {reduce!r}')
+        check_choice('reduce', reduce, REDUCTIONS)
         if name in self._points:
-            raise ValueError(f'{option_key}: feature name {name!r} is recorded twice')
-        module = find_module(self.model, path, option_key)
+            raise ValueError(f'feature name {name!r} is recorded twice')
+        module = find_module(self.model, path)
         if reduce == 'membrane':
             if not isinstance(module, MEMBRANE_NEURON_TYPES):
-                raise ValueError(f'{option_key}: reduce: membrane needs a spiking neuron module, but {path!r} is a '
+                raise ValueError(f'reduce: membrane needs a spiking neuron module, but {path!r} is a '
                                  f'{type(module).__name__}')
             module.store_v_seq = True
-        self._points[name] = (module, path, reduce, option_key)
+        self._points[name] = (module, path, reduce)
 
     def __enter__(self):
         self._handles = [module.register_forward_hook(self._hook(name)) for name, (module, *_) in self._points.items()]
         return self
 
     def _hook(self, name):
-        _, path, reduce, option_key = self._points[name]
+        _, path, reduce = self._points[name]
 
         def record(module, _inputs, output):
-            self.features[name] = self._reduce(output, reduce, module, option_key, path)
+            self.features[name] = self._reduce(output, reduce, module, path)
 
         return record
 
@@ -105,16 +103,16 @@ class FeatureRecorder:
         self._handles = []
 
     @staticmethod
-    def _reduce(output, reduce, module, option_key, path):
+    def _reduce(output, reduce, module, path):
         if reduce == 'membrane':
             output = module.v_seq
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f'{option_key}: module {path!r} returned a {type(output).__name__}; only modules '
+            raise TypeError(f'module {path!r} returned a {type(output).__name__}; only modules '
                             f'returning one tensor can be recorded')
         if reduce == 'none':
             return output
         if output.ndim < 3:
-            raise ValueError(f'{option_key}: reduce: {reduce} needs a multi-step output (T, B, ...) from {path!r}, '
+            raise ValueError(f'reduce: {reduce} needs a multi-step output (T, B, ...) from {path!r}, '
                              f'got shape {tuple(output.shape)}')
         return output.mean(0)
 

@@ -1,6 +1,8 @@
 """How much the distillation term weighs at each iteration (``train.distill.schedule``)."""
 import math
 
+from basicsr_snn.utils.checks import check_choice, check_int, check_keys, check_number
+
 SCHEDULE_TYPES = ('constant', 'linear', 'cosine', 'step')
 SCHEDULE_KEYS = ('type', 'gamma', 'end', 'until_iter')
 PAPER_GAMMA = 0.12
@@ -26,35 +28,26 @@ class DistillWeightSchedule:
         until_iter (int | None): Last iteration of the decay / of the step's first phase.
             Default: ``total_iter`` for ``linear`` and ``cosine``; required for ``step``.
         total_iter (int | None): ``train.total_iter``, the default ``until_iter``.
-        option_key (str): Name of these options in error messages.
     """
 
-    def __init__(self, type='constant', gamma=PAPER_GAMMA, end=0., until_iter=None, total_iter=None,
-                 option_key='train.distill.schedule'):
-        if type not in SCHEDULE_TYPES:
-            raise ValueError(f'{option_key}.type must be one of {SCHEDULE_TYPES}, got {type!r}')
-        for key, value in (('gamma', gamma), ('end', end)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f'{option_key}.{key} must be a number >= 0, got {value!r}')
+    def __init__(self, type='constant', gamma=PAPER_GAMMA, end=0., until_iter=None, total_iter=None):
+        check_choice('type', type, SCHEDULE_TYPES)
+        check_number('gamma', gamma, minimum=0)
+        check_number('end', end, minimum=0)
         if until_iter is None and type in ('linear', 'cosine'):
             until_iter = total_iter
-        if type != 'constant' and (isinstance(until_iter, bool) or not isinstance(until_iter, int)
-                                   or until_iter < 1):
-            raise ValueError(f'{option_key}.until_iter must be an integer >= 1 for type {type!r}, '
-                             f'got {until_iter!r}')
+        if type != 'constant':
+            check_int(f'until_iter (for type {type!r})', until_iter, 1)
         self.type = type
         self.gamma = float(gamma)
         self.end = float(end)
         self.until_iter = until_iter
 
     @classmethod
-    def from_options(cls, options, total_iter=None, option_key='train.distill.schedule'):
+    def from_options(cls, options, total_iter=None):
         """Build from the ``schedule`` dict of the options (None: the paper's constant 0.12)."""
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(SCHEDULE_KEYS))
-        if unknown:
-            raise ValueError(f'{option_key}: unknown key(s) {unknown}; valid keys: {list(SCHEDULE_KEYS)}')
-        return cls(**options, total_iter=total_iter, option_key=option_key)
+        options = check_keys('schedule', dict(options or {}), SCHEDULE_KEYS)
+        return cls(**options, total_iter=total_iter)
 
     def __call__(self, current_iter):
         if self.type == 'constant':

@@ -8,11 +8,12 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from basicsr_snn.distill import (DistillOptions, DistillWeightSchedule, FeatureAdapter, FeatureRecorder, HintAdapters,
-                                 HintComparison, build_comparison_loss)
+from basicsr_snn.distill import (DistillOptions, FeatureAdapter, FeatureRecorder, HintAdapters, HintComparison,
+                                 build_comparison_loss)
 from basicsr_snn.models import preflight
 from basicsr_snn.models.snn_model import SNNModel, build_network_from_options
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
+from basicsr_snn.utils.checks import named_errors
 
 ADAPTERS_LABEL = 'net_adapters'
 DEFAULT_PROBE_SIZE = 32
@@ -103,23 +104,26 @@ class DistillSNNModel(SNNModel):
             raise ValueError('DistillSNNModel does not support DataParallel (num_gpu > 1 without a launcher): '
                              'start with torchrun and --launcher pytorch, or set num_gpu: 1')
         self.distill_opt = DistillOptions.from_train_options(self.opt['train'])
-        self.distill_schedule = DistillWeightSchedule.from_options(
-            self.distill_opt.schedule, total_iter=self.opt['train'].get('total_iter'))
-        self.cri_hints = {
-            hint.name: HintComparison(build_comparison_loss(hint.loss, f'{hint.option_key}.loss'),
-                                      hint.normalize).to(self.device)
-            for hint in self.distill_opt.hints
-        }
+        self.distill_schedule = self.distill_opt.schedule
+        self.cri_hints = {}
+        for hint in self.distill_opt.hints:
+            with named_errors(f'{hint.option_key}.loss'):
+                self.cri_hints[hint.name] = HintComparison(build_comparison_loss(hint.loss),
+                                                           hint.normalize).to(self.device)
         output_term = self.distill_opt.output
-        self.cri_output_kd = (build_comparison_loss(output_term.loss, f'{output_term.option_key}.loss').to(self.device)
-                              if output_term else None)
+        self.cri_output_kd = None
+        if output_term:
+            with named_errors(f'{output_term.option_key}.loss'):
+                self.cri_output_kd = build_comparison_loss(output_term.loss).to(self.device)
         self.net_t = self._build_teacher()
         self.check_datasets()
         self.student_recorder = FeatureRecorder(self.get_bare_model(self.net_g))
         self.teacher_recorder = FeatureRecorder(self.net_t)
         for hint in self.distill_opt.hints:
-            self.student_recorder.add(hint.name, hint.student, hint.reduce, f'{hint.option_key}.student')
-            self.teacher_recorder.add(hint.name, hint.teacher, hint.teacher_reduce, f'{hint.option_key}.teacher')
+            with named_errors(f'{hint.option_key}.student'):
+                self.student_recorder.add(hint.name, hint.student, hint.reduce)
+            with named_errors(f'{hint.option_key}.teacher'):
+                self.teacher_recorder.add(hint.name, hint.teacher, hint.teacher_reduce)
         self.adapters = self._build_adapters().to(self.device)
         get_root_logger().info(f'Distillation weight: {self.distill_schedule}')
         # DDP refuses a module without trainable parameters (all adapters identities)
@@ -194,8 +198,8 @@ class DistillSNNModel(SNNModel):
         for hint in self.distill_opt.hints:
             student_shape = tuple(self.student_recorder.features[hint.name].shape)
             teacher_shape = tuple(self.teacher_recorder.features[hint.name].shape)
-            adapters[hint.name] = FeatureAdapter(student_shape, teacher_shape, hint.adapter, hint.resize,
-                                                 hint.option_key)
+            with named_errors(hint.option_key):
+                adapters[hint.name] = FeatureAdapter(student_shape, teacher_shape, hint.adapter, hint.resize)
             logger.info(f'Hint {hint.name}: student {hint.student} {student_shape} -> teacher {hint.teacher} '
                         f'{teacher_shape}, adapter: {adapters[hint.name].proj}')
         self.student_recorder.clear()

@@ -23,6 +23,7 @@ from basicsr_snn.analysis import FiringRateMonitor
 from basicsr_snn.models import preflight
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
+from basicsr_snn.utils.checks import named_errors
 
 
 def build_network_from_options(opt, key):
@@ -37,14 +38,9 @@ def build_network_from_options(opt, key):
     arch_type = net_opt['type']
     if arch_type not in ARCH_REGISTRY:
         raise ValueError(f'{key}.type: no arch named {arch_type!r}; registered: {sorted(ARCH_REGISTRY.keys())}')
-    try:
+    arguments = [name for name in inspect.signature(ARCH_REGISTRY.get(arch_type).__init__).parameters if name != 'self']
+    with named_errors(key, arguments, label=f'{key} ({arch_type})'):
         return build_network(net_opt)
-    except (ValueError, TypeError) as error:
-        message = str(error)
-        argument = message.split(' ', 1)[0].split('[', 1)[0].split('=', 1)[0]
-        arguments = inspect.signature(ARCH_REGISTRY.get(arch_type).__init__).parameters
-        prefix = f'{key}.' if argument in arguments and argument != 'self' else f'{key} ({arch_type}): '
-        raise type(error)(prefix + message) from error
 
 
 @MODEL_REGISTRY.register()
