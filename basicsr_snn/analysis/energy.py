@@ -31,6 +31,7 @@ from spikingjelly.activation_based.op_counter import SimpleEnergyCostConfig
 
 from basicsr_snn.analysis.firing_rate import AdditionCounter, FiringRateMonitor, SynapticInputMonitor
 from basicsr_snn.analysis.macs import count_macs
+from basicsr_snn.utils.hooks import evaluating
 
 #: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add;
 #: read from spikingjelly's ``SimpleEnergyCostConfig`` presets.
@@ -235,19 +236,14 @@ def analyse_energy(model, images, precision='fp32', mac_pj=None, ac_pj=None, spi
         raise ValueError(f'images must be a non-empty (N, C, H, W) tensor, got '
                          f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}')
     mac_pj, ac_pj = energy_per_op(precision, mac_pj, ac_pj)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
-        with torch.no_grad(), SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons, \
+        with SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons, \
                 AdditionCounter(model) as additions:
             for image in images:
                 functional.reset_net(model)
                 model(image[None])
-            functional.reset_net(model)
-        time_steps = getattr(model, 'T', None)
-    finally:
-        model.train(was_training)
+    time_steps = getattr(model, 'T', None)
 
     num_images = images.shape[0]
     layer_types = {name: type(module).__name__ for name, module in inputs.targets}

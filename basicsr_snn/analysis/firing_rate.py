@@ -21,6 +21,7 @@ from spikingjelly.activation_based import neuron
 from torch import nn
 
 from basicsr_snn.archs.spiking_blocks import ElementwiseAdd
+from basicsr_snn.utils.hooks import ForwardHooks
 
 SPIKING_NEURON_TYPES = (neuron.BaseNode, neuron.SimpleBaseNode)
 SYNAPTIC_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -48,27 +49,23 @@ def aggregate_by_level(rates, counts, depth=1):
     return {level: spikes[level] / elements[level] for level in spikes if elements[level]}
 
 
-class _HookedModules:
-    """Attach one hook to every submodule of the given types for the duration of a ``with``."""
+class _ModulesOfTypes(ForwardHooks):
+    """Hooks on every submodule of the given types; ``targets`` lists them as ``(path, module)``."""
 
     def __init__(self, model, module_types):
+        super().__init__(model)
+        self.module_types = module_types
         self.targets = [(name, module) for name, module in model.named_modules() if isinstance(module, module_types)]
-        self._handles = []
 
-    def _register(self, name, module):
+    def hook_for(self, name, module):
+        return self._hook(name) if isinstance(module, self.module_types) else None
+
+    def _hook(self, name):
+        """``(kind, hook)`` recording the module at path ``name``."""
         raise NotImplementedError
 
-    def __enter__(self):
-        self._handles = [self._register(name, module) for name, module in self.targets]
-        return self
 
-    def __exit__(self, *exc_info):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-
-class FiringRateMonitor(_HookedModules):
+class FiringRateMonitor(_ModulesOfTypes):
     """Record the firing rate of every spiking neuron module during normal forwards.
 
     The rate of a module is the fraction of ones in its output spike tensor, over all time
@@ -93,13 +90,13 @@ class FiringRateMonitor(_HookedModules):
         self._spikes = {}
         self._elements = defaultdict(int)
 
-    def _register(self, name, module):
+    def _hook(self, name):
         def record_output(_module, _inputs, output):
             total = output.detach().sum(dtype=torch.float64)
             self._spikes[name] = self._spikes[name] + total if name in self._spikes else total
             self._elements[name] += output.numel()
 
-        return module.register_forward_hook(record_output)
+        return 'forward', record_output
 
     def reset(self):
         """Forget everything recorded so far (e.g. between validation runs)."""
@@ -124,7 +121,7 @@ class FiringRateMonitor(_HookedModules):
         return sum(float(total) for total in self._spikes.values()) / elements if elements else float('nan')
 
 
-class SynapticInputMonitor(_HookedModules):
+class SynapticInputMonitor(_ModulesOfTypes):
     """Record, for each conv / linear layer, how sparse and whether binary its inputs are.
 
     Per layer it keeps: the number of nonzero input entries and of all input entries, whether
@@ -148,7 +145,7 @@ class SynapticInputMonitor(_HookedModules):
         self.elements = defaultdict(int)
         self.leading = defaultdict(int)
 
-    def _register(self, name, module):
+    def _hook(self, name):
         def record_input(_module, inputs):
             x = inputs[0].detach()
             nonzero = x.count_nonzero()
@@ -161,7 +158,7 @@ class SynapticInputMonitor(_HookedModules):
             self.elements[name] += x.numel()
             self.leading[name] += x.shape[0]
 
-        return module.register_forward_pre_hook(record_input)
+        return 'pre', record_input
 
     def input_rate(self, name):
         """Fraction of nonzero entries among all inputs the layer received."""
@@ -176,15 +173,15 @@ class SynapticInputMonitor(_HookedModules):
         return [name for name, _ in self.targets if name in self._nonzero]
 
 
-class AdditionCounter(_HookedModules):
+class AdditionCounter(_ModulesOfTypes):
     """Output elements of every :class:`ElementwiseAdd` (residual and skip additions) while inside ``with``."""
 
     def __init__(self, model):
         super().__init__(model, ElementwiseAdd)
         self.count = 0
 
-    def _register(self, name, module):
+    def _hook(self, name):
         def record_output(_module, _inputs, output):
             self.count += output.numel()
 
-        return module.register_forward_hook(record_output)
+        return 'forward', record_output

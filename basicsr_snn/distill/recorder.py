@@ -9,6 +9,7 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from basicsr_snn.utils.checks import check_choice
+from basicsr_snn.utils.hooks import ForwardHooks
 
 # How a recorded module output becomes a feature map:
 #   none      the output itself (ANN modules: (B, C, H, W))
@@ -37,7 +38,7 @@ def find_module(model, path):
                      f'Valid module paths: {list(modules)}')
 
 
-class FeatureRecorder:
+class FeatureRecorder(ForwardHooks):
     """Keeps, by name, the output of chosen submodules of one network during ``with`` blocks.
 
     Module paths are resolved by :meth:`add`, so a wrong path fails at construction; hooks are
@@ -60,10 +61,9 @@ class FeatureRecorder:
     """
 
     def __init__(self, model):
-        self.model = model
+        super().__init__(model)
         self.features = {}
         self._points = {}
-        self._handles = []
 
     def add(self, name, path, reduce='none'):
         """Record the output of the module at ``path`` as ``features[name]``.
@@ -85,22 +85,16 @@ class FeatureRecorder:
             module.store_v_seq = True
         self._points[name] = (module, path, reduce)
 
-    def __enter__(self):
-        self._handles = [module.register_forward_hook(self._hook(name)) for name, (module, *_) in self._points.items()]
-        return self
-
-    def _hook(self, name):
-        _, path, reduce = self._points[name]
+    def hook_for(self, name, module):
+        points = [(key, path, reduce) for key, (recorded, path, reduce) in self._points.items() if recorded is module]
+        if not points:
+            return None
 
         def record(module, _inputs, output):
-            self.features[name] = self._reduce(output, reduce, module, path)
+            for key, path, reduce in points:
+                self.features[key] = self._reduce(output, reduce, module, path)
 
-        return record
-
-    def __exit__(self, *exc_info):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        return 'forward', record
 
     @staticmethod
     def _reduce(output, reduce, module, path):

@@ -5,7 +5,6 @@ import torch
 from basicsr.metrics import calculate_metric
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
-from spikingjelly.activation_based import functional
 from torch import nn
 
 from basicsr_snn.distill import (DistillOptions, FeatureAdapter, FeatureRecorder, HintAdapters, HintComparison,
@@ -14,6 +13,7 @@ from basicsr_snn.models import preflight
 from basicsr_snn.models.snn_model import SNNModel, build_network_from_options
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
 from basicsr_snn.utils.checks import named_errors
+from basicsr_snn.utils.hooks import evaluating
 
 ADAPTERS_LABEL = 'net_adapters'
 DEFAULT_PROBE_SIZE = 32
@@ -180,15 +180,11 @@ class DistillSNNModel(SNNModel):
         preflight.check_same_input_channels(self.opt, self.networks_fed_by_data())
         probe = torch.zeros(1, *self._probe_shape(student), device=self.device)
         rng_devices = [torch.cuda.current_device()] if self.device.type == 'cuda' else []
-        was_training = student.training
-        student.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=rng_devices):
+        with torch.random.fork_rng(devices=rng_devices), evaluating(student), evaluating(self.net_t):
             with self.student_recorder:
                 student_output = student(probe)
             with self.teacher_recorder:
                 teacher_output = self.net_t(probe)
-        functional.reset_net(student)
-        student.train(was_training)
         if self.distill_opt.output:
             preflight.check_output_shapes(self.opt, student_output, teacher_output, self.distill_opt.output.option_key)
         if any(not key.startswith('train') for key in self.opt.get('datasets') or {}):
@@ -226,8 +222,8 @@ class DistillSNNModel(SNNModel):
 
     def _distillation_loss(self, loss_dict):
         """Run the teacher and return the unscaled distillation term; log its parts in loss_dict."""
-        self.net_t.eval()
-        with torch.no_grad(), self.teacher_recorder:
+        self.net_t.eval()  # frozen: whoever switched it to training, it stays in eval mode
+        with evaluating(self.net_t), self.teacher_recorder:
             teacher_output = self.net_t(self.lq)
         teacher_features = self.teacher_recorder.features
         terms = []
@@ -254,12 +250,11 @@ class DistillSNNModel(SNNModel):
         """The teacher's PSNR on a validation set: the ceiling the student aims at."""
         metrics = (self.opt.get('val') or {}).get('metrics') or {}
         psnr_opt = next((m for m in metrics.values() if m.get('type') == 'calculate_psnr'), DEFAULT_TEACHER_PSNR)
-        self.net_t.eval()
         values = []
         for data in dataloader:
             if 'gt' not in data:
                 return
-            with torch.no_grad():
+            with evaluating(self.net_t):
                 output = self.net_t(data['lq'].to(self.device))
             images = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([data['gt']])}
             values.append(calculate_metric(images, psnr_opt))

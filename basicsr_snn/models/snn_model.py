@@ -24,6 +24,7 @@ from basicsr_snn.models import preflight
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
 from basicsr_snn.utils.checks import named_errors
+from basicsr_snn.utils.hooks import evaluating
 
 
 def build_network_from_options(opt, key):
@@ -273,14 +274,8 @@ class SNNModel(SRModel):
         return self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
 
     def test(self):
-        net = self.inference_network()
-        was_training = net.training
-        net.eval()
-        functional.reset_net(net)
-        with torch.no_grad():
+        with evaluating(self.inference_network()) as net:
             self.output = net(self.lq)
-        functional.reset_net(net)
-        net.train(was_training)
         if not torch.isfinite(self.output).all():
             self._nonfinite_outputs += 1
 

@@ -1,6 +1,8 @@
 """List a network's module paths with the shapes they output, to choose feature-hint points."""
 import torch
 
+from basicsr_snn.utils.hooks import ForwardHooks, evaluating
+
 
 def _shape_of(output):
     if isinstance(output, torch.Tensor):
@@ -32,29 +34,27 @@ def list_module_paths(model, input_shape_or_tensor, max_depth=None):
     else:
         reference = next(model.parameters(), torch.empty(0))
         inputs = torch.rand(*input_shape_or_tensor, device=reference.device, dtype=reference.dtype)
-    records = {}
+    with _OutputShapes(model, max_depth) as shapes, evaluating(model):
+        model(inputs)
+    return list(shapes.records.values())
 
-    def record(path):
 
-        def hook(module, args, output):
-            records.setdefault(path, (path, type(module).__name__, _shape_of(output)))
+class _OutputShapes(ForwardHooks):
+    """The type and first output shape of every module down to ``max_depth``, in the order they ran."""
 
-        return hook
+    def __init__(self, model, max_depth):
+        super().__init__(model)
+        self.max_depth = max_depth
+        self.records = {}
 
-    handles = [
-        module.register_forward_hook(record(path)) for path, module in model.named_modules()
-        if path and (max_depth is None or path.count('.') < max_depth)
-    ]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return list(records.values())
+    def hook_for(self, path, module):
+        if not path or (self.max_depth is not None and path.count('.') >= self.max_depth):
+            return None
+
+        def record(module, _inputs, output):
+            self.records.setdefault(path, (path, type(module).__name__, _shape_of(output)))
+
+        return 'forward', record
 
 
 def format_module_table(rows):
