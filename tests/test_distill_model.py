@@ -56,7 +56,7 @@ def test_teacher_stays_frozen_and_out_of_checkpoints(tmp_path, data_root, teache
     assert all(not p.requires_grad and p.grad is None for p in model.net_t.parameters())
     optimized = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
     assert not optimized & {id(p) for p in model.net_t.parameters()}
-    assert {id(p) for p in model.adapters.parameters()} <= optimized
+    assert {id(p) for p in model.net_adapters.parameters()} <= optimized
     assert any(not torch.equal(value, student_before[key]) for key, value in model.net_g.state_dict().items())
 
     model.save(epoch=0, current_iter=5)
@@ -116,7 +116,7 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path, data_root, teacher_p
     resumed.resume_training(resume_state)
     train(resumed, batches[half:], start=half + 1)
 
-    for attribute in ('net_g', 'net_g_ema', 'adapters'):
+    for attribute in ('net_g', 'net_g_ema', 'net_adapters'):
         expected = getattr(uninterrupted, attribute).state_dict()
         for key, value in getattr(resumed, attribute).state_dict().items():
             assert torch.allclose(value.float(), expected[key].float(), atol=1e-6), f'{attribute}.{key}'

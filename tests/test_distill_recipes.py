@@ -90,7 +90,7 @@ def test_twin_teacher_needs_no_adapter_and_trains(tmp_path, data_root):
     save_network(TWIN, twin_path)
     options = twin_teacher_options(tmp_path, data_root, twin_path)
     model = build_model(options)
-    assert not model.adapters.has_parameters()
+    assert not model.adapters_have_parameters()
     teacher_before = {k: v.clone() for k, v in model.net_t.state_dict().items()}
     batch = {'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 16, 16)}
     for iteration in (1, 2):

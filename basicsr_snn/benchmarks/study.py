@@ -286,9 +286,8 @@ class _Progress:
 
 def _trained_networks(model):
     networks = [('net_g', model.net_g)]
-    adapters = getattr(model, 'adapters', None)
-    if adapters is not None and adapters.has_parameters():
-        networks.append(('adapters', adapters))
+    if getattr(model, 'net_adapters', None) is not None and model.adapters_have_parameters():
+        networks.append(('adapters', model.net_adapters))
     return networks
 
 

@@ -124,10 +124,10 @@ class DistillSNNModel(SNNModel):
                 self.student_recorder.add(hint.name, hint.student, hint.reduce)
             with named_errors(f'{hint.option_key}.teacher'):
                 self.teacher_recorder.add(hint.name, hint.teacher, hint.teacher_reduce)
-        self.adapters = self._build_adapters().to(self.device)
+        adapters = self._build_adapters().to(self.device)
         get_root_logger().info(f'Distillation weight: {self.distill_schedule}')
         # DDP refuses a module without trainable parameters (all adapters identities)
-        self.net_adapters = self.model_to_device(self.adapters) if self.adapters.has_parameters() else self.adapters
+        self.net_adapters = self.model_to_device(adapters) if adapters.has_parameters() else adapters
         self._teacher_psnr_datasets = set()
         super().init_training_settings()
 
@@ -202,10 +202,13 @@ class DistillSNNModel(SNNModel):
         self.teacher_recorder.clear()
         return adapters
 
+    def adapters_have_parameters(self):
+        return self.get_bare_model(self.net_adapters).has_parameters()
+
     def setup_optimizers(self):
         super().setup_optimizers()
-        if self.adapters.has_parameters():
-            self.optimizer_g.add_param_group({'params': list(self.adapters.parameters())})
+        if self.adapters_have_parameters():
+            self.optimizer_g.add_param_group({'params': list(self.net_adapters.parameters())})
 
     def forward_student(self):
         with self.student_recorder:
@@ -266,17 +269,17 @@ class DistillSNNModel(SNNModel):
             tb_logger.add_scalar(f'metrics/{dataset_name}/teacher_psnr', psnr, current_iter)
 
     def save(self, epoch, current_iter):
-        if self.adapters.has_parameters():
-            self.save_network(self.adapters, ADAPTERS_LABEL, current_iter)
+        if self.adapters_have_parameters():
+            self.save_network(self.net_adapters, ADAPTERS_LABEL, current_iter)
         super().save(epoch, current_iter)
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
-        if not self.adapters.has_parameters():
+        if not self.adapters_have_parameters():
             return
         load_path = osp.join(self.opt['path']['models'], f'{ADAPTERS_LABEL}_{resume_state["iter"]}.pth')
         if not osp.isfile(load_path):
             raise FileNotFoundError(f'Resuming at iteration {resume_state["iter"]} needs the hint adapters saved with '
                                     f'it: no such file {load_path!r}')
-        self.load_network(self.adapters, load_path, strict=True, param_key='params', key_chosen=True,
+        self.load_network(self.net_adapters, load_path, strict=True, param_key='params', key_chosen=True,
                           option_key=f'resume: {ADAPTERS_LABEL}')
