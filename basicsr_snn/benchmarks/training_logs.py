@@ -22,12 +22,15 @@ earlier ones.
 import re
 from pathlib import Path
 
+from basicsr_snn.models import log_messages
+
 _TRAIN_LINE = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+), lr:\(([^)]*)\)\]')
 _VALUE = re.compile(r'([A-Za-z_][\w]*): ([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))')
 _VALIDATION_HEADER = re.compile(r'Validation (\S+)\s*$')
 _METRIC_LINE = re.compile(r'^\s*# (\w+): ([-+\d.eE]+|nan|inf)')
-_TEACHER_PSNR = re.compile(r'Teacher PSNR on (\S+): ([-+\d.eE]+) dB')
-_FIRING_RATES = re.compile(r'Firing rates on (\S+): (.*)$')
+_TEACHER_PSNR = log_messages.pattern(log_messages.TEACHER_PSNR)
+_FIRING_RATES = log_messages.pattern(log_messages.FIRING_RATES)
+_FIRING_RATE_ENTRY = log_messages.pattern(log_messages.FIRING_RATE_ENTRY)
 
 
 class _Series:
@@ -78,12 +81,12 @@ def parse_train_log(text):
         validated_dataset = None
         teacher = _TEACHER_PSNR.search(line)
         if teacher:
-            series.add(f'metrics/{teacher.group(1)}/teacher_psnr', iteration, teacher.group(2))
+            series.add(f'metrics/{teacher["dataset"]}/teacher_psnr', iteration, teacher['psnr'])
         rates = _FIRING_RATES.search(line)
         if rates:
-            for entry in rates.group(2).split(','):
-                level, _, value = entry.strip().rpartition(' ')
-                series.add(f'firing_rate/{rates.group(1)}/{level}', iteration, value)
+            for entry in rates['rates'].split(log_messages.FIRING_RATE_SEPARATOR):
+                level_rate = _FIRING_RATE_ENTRY.match(entry.strip())
+                series.add(f'firing_rate/{rates["dataset"]}/{level_rate["level"]}', iteration, level_rate['rate'])
     return series.as_lists()
 
 

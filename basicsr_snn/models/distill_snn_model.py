@@ -9,7 +9,7 @@ from torch import nn
 
 from basicsr_snn.distill import (DistillOptions, FeatureAdapter, FeatureRecorder, HintAdapters, HintComparison,
                                  build_comparison_loss)
-from basicsr_snn.models import preflight
+from basicsr_snn.models import log_messages, preflight
 from basicsr_snn.models.snn_model import SNNModel, build_network_from_options
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
 from basicsr_snn.utils.checks import named_errors
@@ -264,7 +264,7 @@ class DistillSNNModel(SNNModel):
         if not values:
             return
         psnr = sum(values) / len(values)
-        get_root_logger().info(f'Teacher PSNR on {dataset_name}: {psnr:.2f} dB')
+        get_root_logger().info(log_messages.TEACHER_PSNR.format(dataset=dataset_name, psnr=psnr))
         if tb_logger:
             tb_logger.add_scalar(f'metrics/{dataset_name}/teacher_psnr', psnr, current_iter)
 

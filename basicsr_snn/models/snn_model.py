@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from basicsr_snn import _compat
 from basicsr_snn.analysis import FiringRateMonitor
-from basicsr_snn.models import preflight
+from basicsr_snn.models import log_messages, preflight
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
 from basicsr_snn.utils.checks import named_errors
@@ -350,8 +350,7 @@ class SNNModel(SRModel):
         if not levels:
             return
         rates = {'mean': monitor.mean_rate(), **levels}
-        get_root_logger().info(f'Firing rates on {dataset_name}: ' +
-                               ', '.join(f'{level} {rate:.4f}' for level, rate in rates.items()))
+        get_root_logger().info(log_messages.firing_rates_message(dataset_name, rates))
         if tb_logger:
             for level, rate in rates.items():
                 tb_logger.add_scalar(f'firing_rate/{dataset_name}/{level}', rate, current_iter)
