@@ -4,12 +4,12 @@ from pathlib import Path
 
 
 def in_process_options(base, name, run_dir, total_iter, seed, device='cpu', lr=None, lr_floor=None,
-                       print_freq=100):
+                       print_freq=100, ema_decay=0.):
     """A training option dict for ``build_model``: ``base``'s model, losses and optimizer, our budget.
 
     What changes against an option file: no datasets (the caller feeds batches), the paths under
     ``run_dir``, ``total_iter``, no warm-up, no EMA (a 0.999 average of a short run still holds
-    the initial weights), the seed, and a cosine schedule that spans the budget and ends at
+    the initial weights; ``ema_decay`` sets it), the seed, and a cosine schedule that spans the budget and ends at
     ``lr_floor`` x the learning rate (so the rate is still high where the curve should flatten).
 
     Args:
@@ -23,6 +23,7 @@ def in_process_options(base, name, run_dir, total_iter, seed, device='cpu', lr=N
         lr_floor (float | None): ``eta_min`` as a fraction of the learning rate; None: the file's
             ``eta_min``.
         print_freq (int): Iterations between the loss entries of ``model.log_dict``.
+        ema_decay (float): ``train.ema_decay``; 0 turns EMA off.
     """
     opt = copy.deepcopy(base)
     opt.pop('datasets', None)
@@ -34,7 +35,7 @@ def in_process_options(base, name, run_dir, total_iter, seed, device='cpu', lr=N
                        training_states=str(run_dir / 'training_states'), visualization=str(run_dir / 'visualization'),
                        pretrain_network_g=None, resume_state=None)
     train = opt['train']
-    train.update(total_iter=total_iter, warmup_iter=-1, ema_decay=0)
+    train.update(total_iter=total_iter, warmup_iter=-1, ema_decay=ema_decay)
     if lr is not None:
         train['optim_g']['lr'] = lr
     scheduler = train['scheduler']

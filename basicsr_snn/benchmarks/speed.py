@@ -1,0 +1,236 @@
+"""Speed and memory measurements behind ``scripts/bench_speed.py`` (see its help for the figures).
+
+:func:`run` times training steps and single-image inference of every SpikerIR preset at
+T = 1, 2, 4, 8 and of each preset's ReLU twin, then whole training iterations of the demo's
+``SNNModel`` and ``DistillSNNModel``; the ``format_*`` helpers print its rows.
+"""
+import ctypes
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TIME_STEPS = (1, 2, 4, 8)
+FULL = dict(batch=8, size=64, infer_size=256, warmup=1, steps=3, infer_repeats=2)
+QUICK = dict(batch=2, size=16, infer_size=32, warmup=1, steps=2, infer_repeats=1)
+
+
+class PeakMemory:
+    """Peak memory (MB) used inside a ``with`` block above the memory in use when it started."""
+
+    def __init__(self, device):
+        self.device = device
+        self.peak_mb = None
+
+    @staticmethod
+    def _status_kb(field):
+        with open('/proc/self/status', encoding='ascii') as status:
+            for line in status:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return self
+        try:
+            ctypes.CDLL('libc.so.6').malloc_trim(0)
+            with open('/proc/self/clear_refs', 'w', encoding='ascii') as clear_refs:
+                clear_refs.write('5')  # resets VmHWM to the current resident set
+            self._start = self._status_kb('VmRSS')
+        except OSError:
+            self._start = None
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
+        elif self._start is not None:
+            self.peak_mb = (self._status_kb('VmHWM') - self._start) / 1024
+        return False
+
+
+def synchronize(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_calls(function, repeats, device):
+    """Median wall and process-CPU seconds of ``repeats`` calls, and the peak memory they used."""
+    wall_times, cpu_times = [], []
+    with PeakMemory(device) as memory:
+        for _ in range(repeats):
+            synchronize(device)
+            wall_start, cpu_start = time.perf_counter(), time.process_time()
+            function()
+            synchronize(device)
+            wall_times.append(time.perf_counter() - wall_start)
+            cpu_times.append(time.process_time() - cpu_start)
+    return statistics.median(wall_times), statistics.median(cpu_times), memory.peak_mb
+
+
+def measure_training(model, device, batch, size, warmup, steps):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    lq = torch.rand(batch, 1, size, size, device=device)
+    gt = torch.rand(batch, 1, size, size, device=device)
+
+    def step():
+        loss = (model(lq) - gt).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    for _ in range(warmup):
+        step()
+    return time_calls(step, steps, device)
+
+
+def measure_inference(model, device, size, repeats):
+    image = torch.rand(1, 1, size, size, device=device)
+    model.eval()
+    with torch.no_grad():
+        model(image)
+        return time_calls(lambda: model(image), repeats, device)
+
+
+def training_model(option_file, device, work_dir, teacher=None):
+    """A BasicSR model for training from one of the demo option files, with no data or checkpoints."""
+    from basicsr.models import build_model
+
+    from basicsr_snn.utils.run_options import in_process_options
+    base = yaml.safe_load(Path(option_file).read_text())
+    opt = in_process_options(base, Path(option_file).stem, work_dir, base['train']['total_iter'], base['manual_seed'],
+                             device.type, print_freq=10**9, ema_decay=base['train'].get('ema_decay', 0))
+    if teacher is not None:
+        opt['network_t'] = teacher
+        opt['train']['distill']['allow_random_teacher'] = True
+        opt['path']['pretrain_network_t'] = None
+    return build_model(opt)
+
+
+def measure_model_steps(device, batch, size, warmup, steps):
+    """(label, teacher parameters, train-step times) of scratch and distillation iterations."""
+    from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
+    demo = REPO_ROOT / 'options' / 'demo'
+    runs = [('scratch (SNNModel)', demo / 'train_snn_demo.yml', None)]
+    for preset in ('small', 'paper'):
+        teacher = dict(type='Restormer', inp_channels=1, out_channels=1, **RESTORMER_PRESETS[preset])
+        runs.append((f'H-KD, Restormer {preset}', demo / 'distill_demo.yml', teacher))
+    batch_data = {'lq': torch.rand(batch, 1, size, size), 'gt': torch.rand(batch, 1, size, size)}
+    rows = []
+    with tempfile.TemporaryDirectory() as work_dir:
+        for label, option_file, teacher in runs:
+            torch.manual_seed(0)
+            model = training_model(option_file, device, Path(work_dir), teacher)
+            iteration = iter(range(1, 10**9))
+
+            def step():
+                model.feed_data(batch_data)
+                model.optimize_parameters(next(iteration))
+
+            for _ in range(warmup):
+                step()
+            wall, cpu, peak = time_calls(step, steps, device)
+            teacher_params = sum(p.numel() for p in model.net_t.parameters()) if teacher else 0
+            rows.append(dict(run=label, teacher_params=teacher_params, train_step_s=wall, train_step_cpu_s=cpu,
+                             train_peak_mb=peak))
+            print(f'{label:<26} {teacher_params:>10} {wall:>8.3f} {cpu:>8.3f} '
+                  f'{"n/a" if peak is None else f"{peak:.0f}":>8}', flush=True)
+    scratch = rows[0]['train_step_cpu_s']
+    for row in rows:
+        row['cpu_time_over_scratch'] = row['train_step_cpu_s'] / scratch
+    return rows
+
+
+def cpu_name():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
+            return next(line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def networks():
+    """(label, preset, T, architecture options) for every benchmarked network."""
+    from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
+    for preset, options in SPIKERIR_PRESETS.items():
+        for steps in TIME_STEPS:
+            yield 'SpikerIR', preset, steps, dict(options, T=steps)
+        yield 'SpikerIRReLU', preset, 1, dict(options)
+
+
+def run(quick=False, device='cpu', threads=None):
+    """Every measurement, as the JSON-ready dict the script writes (``setup``, ``rows``, ratios, model steps)."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    sizes = QUICK if quick else FULL
+    device = torch.device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    rows = []
+    for arch, preset, steps, options in networks():
+        torch.manual_seed(0)
+        model = ARCH_REGISTRY.get(arch)(in_ch=1, out_ch=1, **options).to(device)
+        train = measure_training(model, device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
+        infer = measure_inference(model, device, sizes['infer_size'], sizes['infer_repeats'])
+        rows.append(
+            dict(
+                arch=arch,
+                preset=preset,
+                T=steps,
+                params=sum(p.numel() for p in model.parameters()),
+                **dict(zip(('train_step_s', 'train_step_cpu_s', 'train_peak_mb'), train)),
+                **dict(zip(('infer_s', 'infer_cpu_s', 'infer_peak_mb'), infer))))
+        print(format_row(rows[-1]), flush=True)
+    ratios = {}
+    for preset in sorted({row['preset'] for row in rows}):
+        snn = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIR' and r['T'] == 4)
+        ann = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIRReLU')
+        ratios[preset] = {key: snn[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
+    print(f'\n{"training iteration":<26} {"teacher":>10} {"train s":>8} {"cpu s":>8} {"train MB":>8}')
+    model_steps = measure_model_steps(device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
+    return dict(
+        setup=dict(
+            device=str(device),
+            device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_name(),
+            cpu_count=os.cpu_count(),
+            torch_threads=torch.get_num_threads(),
+            torch=torch.__version__,
+            channels=1,
+            **sizes),
+        rows=rows,
+        train_step_ratio_snn_T4_over_relu=ratios,
+        model_steps=model_steps)
+
+
+# (row key, title, width, format); text columns are left-aligned, numbers right-aligned
+COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('T', 'T', 2, '{}'),
+           ('params', 'params', 9, '{}'), ('train_step_s', 'train s', 8, '{:.3f}'),
+           ('train_step_cpu_s', 'cpu s', 8, '{:.3f}'), ('train_peak_mb', 'train MB', 8, '{:.0f}'),
+           ('infer_s', 'infer s', 8, '{:.3f}'), ('infer_cpu_s', 'cpu s', 8, '{:.3f}'),
+           ('infer_peak_mb', 'infer MB', 8, '{:.0f}'))
+
+
+def format_line(texts):
+    return ' '.join(
+        text.ljust(width) if key in ('arch', 'preset') else text.rjust(width)
+        for text, (key, _, width, _) in zip(texts, COLUMNS))
+
+
+def format_header():
+    return format_line([title for _, title, _, _ in COLUMNS])
+
+
+def format_row(row):
+    return format_line(['n/a' if row[key] is None else fmt.format(row[key]) for key, _, _, fmt in COLUMNS])
