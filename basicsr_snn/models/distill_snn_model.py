@@ -84,6 +84,18 @@ class DistillSNNModel(SNNModel):
     next to ``net_g_<iter>.pth`` and restored on resume. ``net_g`` checkpoints stay plain student
     checkpoints, loadable by SNNModel / SRModel for testing.
 
+    Recipes beyond the paper's (each measured by ``scripts/bench_distill.py``):
+
+    * normalised hints: ``normalize: channel`` standardises both features per channel before the
+      loss, so an adapter cannot shrink it by rescaling; ``loss: {type: CosineFeatureLoss}``
+      compares directions only;
+    * a twin teacher: a trained ``SpikerIRReLU`` as ``network_t``, hints under the same module
+      paths with ``teacher_reduce: mean`` (its features are ``(1, B, C, H, W)`` sequences); the
+      channels match, so no adapter is created;
+    * twin initialisation (an ``SNNModel`` option): ``path.pretrain_network_g`` = the twin's
+      checkpoint with ``strict_load_g: false``;
+    * membrane hints: a neuron module as ``student`` with ``reduce: membrane``.
+
     Logged every ``logger.print_freq``: ``l_pix``, ``l_fft``, ``l_hint_<name>`` (``w_k * hint_k``,
     before gamma), ``l_output_kd`` (``w_out * output_loss``, before gamma), ``distill_weight``
     (gamma), ``firing_rate``. At the first validation of each dataset: ``Teacher PSNR on <dataset>:
