@@ -10,7 +10,6 @@ import torch
 
 import basicsr_snn  # noqa: F401  (registers the dataset)
 from basicsr.utils import set_random_seed
-from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_snn.data.lmdb_tools import make_lmdb
 
@@ -58,14 +57,6 @@ def test_lmdb_holds_every_image_of_any_size(mixed_folder, tmp_path):
     assert meta == ['a_small.png (16,16,3) 1', 'b_gray.png (40,56,1) 1', 'c_color.png (48,36,3) 1',
                     'd_large.png (400,400,3) 1']
     assert result['map_size'] >= 400 * 400 * 3
-
-
-def test_basicsr_first_image_estimate_is_too_small_for_this_folder(mixed_folder, tmp_path):
-    """The trap make_lmdb avoids (DESIGN.md trap 15)."""
-    names = sorted(p.name for p in mixed_folder.iterdir())
-    with pytest.raises(lmdb.MapFullError):
-        make_lmdb_from_imgs(str(mixed_folder), str(tmp_path / 'basicsr.lmdb'), names,
-                            [Path(n).stem for n in names])
 
 
 def test_gray_lmdb_stores_one_channel(mixed_folder, tmp_path):

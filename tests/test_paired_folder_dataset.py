@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import basicsr_snn  # noqa: F401  (registers the dataset)
-from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_snn.data.paths import shared_datasets_root
 
@@ -41,18 +40,6 @@ def test_train_phase_crops_both_alike(tmp_path):
     item = dataset[1]
     assert item['lq'].shape == item['gt'].shape == (3, 16, 16)
     assert torch.equal(item['lq'], item['gt'])
-
-
-def test_filename_tmpl_indexing_pairs_fixed_width_names(tmp_path):
-    """BasicSR's own dataset can read the Rain12 layout: lq name = tmpl.format(gt name without extension)."""
-    lq_names, gt_names = ['rain-001.png', 'rain-002.png'], ['norain-001.png', 'norain-002.png']
-    opt = write_pairs(tmp_path, lq_names, gt_names)
-    dataset = PairedImageDataset({**opt, 'scale': 1, 'filename_tmpl': 'rain-{0[7]}{0[8]}{0[9]}'})
-    for item in dataset:
-        assert item['lq_path'].endswith(item['gt_path'][-7:]) and torch.equal(item['lq'], item['gt'])
-    opt = write_pairs(tmp_path, lq_names, gt_names)
-    with pytest.raises(AssertionError, match='rain-norain-00[12].png is not in lq_paths'):
-        PairedImageDataset({**opt, 'scale': 1, 'filename_tmpl': 'rain-{}'})
 
 
 @pytest.mark.parametrize('lq_names, gt_names, message', [

@@ -4,7 +4,6 @@ import re
 import pytest
 import torch
 
-import basicsr_snn  # noqa: F401  (a spawned worker re-imports this module, and with it the fixes)
 from pipeline_utils import (TEST_SCRIPT, TRAIN_SCRIPT, read_train_log, run_entry_point, write_options,
                             write_paired_folder)
 
@@ -32,29 +31,6 @@ def sr_model_options(data_root, name, total_iter=4, save_freq=2):
         'logger': {'print_freq': 1, 'save_checkpoint_freq': save_freq, 'use_tb_logger': False},
         'dist_params': {'backend': 'gloo', 'port': 29500},
     }
-
-
-def test_import_fixes_basicsr():
-    import basicsr
-    from basicsr.data.degradations import rgb_to_grayscale  # the module torchvision removed
-    assert basicsr.__version__ == '1.4.2'
-    assert rgb_to_grayscale(torch.ones(3, 2, 2)).shape == (1, 2, 2)
-
-
-class DegradationsInWorker(torch.utils.data.Dataset):
-    """Imports basicsr's degradations (the module that needs the torchvision fix) in the worker."""
-
-    def __len__(self):
-        return 2
-
-    def __getitem__(self, index):
-        from basicsr.data.degradations import rgb_to_grayscale
-        return rgb_to_grayscale(torch.full((3, 1, 1), float(index)))
-
-
-def test_import_in_spawned_dataloader_worker():
-    loader = torch.utils.data.DataLoader(DegradationsInWorker(), num_workers=1, multiprocessing_context='spawn')
-    assert [round(float(x), 3) for x in loader] == [0.0, 1.0]
 
 
 def test_train_validate_save_then_test(tmp_path):

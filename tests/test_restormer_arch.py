@@ -103,30 +103,3 @@ def test_parameter_names_follow_the_authors_release():
 def test_invalid_options_name_the_option(options, key):
     with pytest.raises(ValueError, match=key):
         Restormer(**{**SMALL, **options})
-
-
-def test_basicsr_swinir_for_denoising_works_as_a_teacher():
-    model = ARCH_REGISTRY.get('SwinIR')(
-        upscale=1,
-        img_range=1.,
-        upsampler='',
-        in_chans=1,
-        img_size=16,
-        window_size=4,
-        embed_dim=12,
-        depths=[1],
-        num_heads=[2],
-        mlp_ratio=2).eval()
-    x = torch.rand(1, 1, 16, 24)
-    with torch.no_grad():
-        assert model(x).shape == x.shape
-        # BasicSR 1.4.2's SwinIR does not pad: sides must be multiples of window_size
-        with pytest.raises(RuntimeError):
-            model(torch.rand(1, 1, 17, 23))
-
-
-def test_basicsr_ridnet_works_as_a_teacher():
-    model = ARCH_REGISTRY.get('RIDNet')(in_channels=3, mid_channels=16, out_channels=3, num_block=1).eval()
-    x = torch.rand(1, 3, 17, 23)
-    with torch.no_grad():
-        assert model(x).shape == x.shape
