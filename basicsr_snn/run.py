@@ -20,7 +20,7 @@ from pathlib import Path
 BASICSR_PIPELINES = {('basicsr', 'train.py'): 'train', ('basicsr', 'test.py'): 'test'}
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(__doc__.strip())

@@ -3,7 +3,7 @@ import torch
 from spikingjelly.activation_based import functional
 
 
-def calibrate_batchnorm(model, images):
+def calibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor) -> None:
     """Replace every batch-norm layer's running statistics by those of ``images``.
 
     A freshly initialised network evaluates with mean 0 / variance 1 statistics, which leaves

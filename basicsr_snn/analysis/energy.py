@@ -44,7 +44,8 @@ MEMORY_NOTE = ('Compute energy only: memory traffic (weights, activations, membr
                'is not included.')
 
 
-def energy_per_op(precision='fp32', mac_pj=None, ac_pj=None):
+def energy_per_op(precision: str = 'fp32', mac_pj: float | None = None,
+                  ac_pj: float | None = None) -> tuple[float, float]:
     """Return ``(mac_pj, ac_pj)`` for a preset, with optional overrides.
 
     Args:
@@ -64,7 +65,7 @@ def energy_per_op(precision='fp32', mac_pj=None, ac_pj=None):
     return (float(preset['mac_pj'] if mac_pj is None else mac_pj), float(preset['ac_pj'] if ac_pj is None else ac_pj))
 
 
-def format_energy(picojoules):
+def format_energy(picojoules: float) -> str:
     """Human-readable energy: pJ, nJ, µJ, mJ or J."""
     for unit, scale in (('J', 1e12), ('mJ', 1e9), ('µJ', 1e6), ('nJ', 1e3)):
         if picojoules >= scale:
@@ -72,7 +73,7 @@ def format_energy(picojoules):
     return f'{picojoules:.3g} pJ'
 
 
-def format_count(count):
+def format_count(count: float) -> str:
     """Human-readable operation or parameter count: 1.23G, 45.6M, 7.89K."""
     for suffix, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
         if count >= scale:
@@ -170,7 +171,7 @@ class EnergyReport:
         spikes = sum(self.neuron_rates[name] * self.neuron_elements[name] for name in self.neuron_rates)
         return spikes / elements if elements else float('nan')
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """JSON-ready dict: every attribute plus the totals (undefined mean rates as None)."""
         report = asdict(self)
         report.pop('neuron_elements')
@@ -179,7 +180,7 @@ class EnergyReport:
                       note=MEMORY_NOTE)
         return report
 
-    def table(self):
+    def table(self) -> str:
         """Plain-text per-layer table with totals and the memory-traffic caveat."""
         other = '(outside conv/linear)'
         name_width = max([len(other)] + [len(layer.name) for layer in self.layers])
@@ -210,8 +211,8 @@ class EnergyReport:
         return '\n'.join(lines)
 
 
-def analyse_energy(model, images, precision='fp32', mac_pj=None, ac_pj=None, spiking=True,
-                   fold_batchnorm=True):
+def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str = 'fp32', mac_pj: float | None = None,
+                   ac_pj: float | None = None, spiking: bool = True, fold_batchnorm: bool = True) -> EnergyReport:
     """Estimate the compute energy per image of ``model`` on real ``images``.
 
     MACs are counted by tracing the first image; input rates and firing rates are measured

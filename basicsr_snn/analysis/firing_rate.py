@@ -27,7 +27,7 @@ SPIKING_NEURON_TYPES = (neuron.BaseNode, neuron.SimpleBaseNode)
 SYNAPTIC_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
-def aggregate_by_level(rates, counts, depth=1):
+def aggregate_by_level(rates: dict[str, float], counts: dict[str, int], depth: int = 1) -> dict[str, float]:
     """Merge per-module rates into per-level rates, weighted by element count.
 
     Args:
@@ -98,24 +98,24 @@ class FiringRateMonitor(_ModulesOfTypes):
 
         return 'forward', record_output
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget everything recorded so far (e.g. between validation runs)."""
         self._spikes.clear()
         self._elements.clear()
 
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         """Number of recorded output elements per module path."""
         return dict(self._elements)
 
-    def rates(self):
+    def rates(self) -> dict[str, float]:
         """Firing rate per neuron module path, for the modules that ran."""
         return {name: float(self._spikes[name]) / self._elements[name] for name in self._spikes}
 
-    def rates_by_level(self, depth=1):
+    def rates_by_level(self, depth: int = 1) -> dict[str, float]:
         """Firing rate per level (top-level child by default); see :func:`aggregate_by_level`."""
         return aggregate_by_level(self.rates(), self._elements, depth)
 
-    def mean_rate(self):
+    def mean_rate(self) -> float:
         """Fraction of ones over every recorded neuron output; ``nan`` if nothing was recorded."""
         elements = sum(self._elements.values())
         return sum(float(total) for total in self._spikes.values()) / elements if elements else float('nan')
@@ -160,15 +160,15 @@ class SynapticInputMonitor(_ModulesOfTypes):
 
         return 'pre', record_input
 
-    def input_rate(self, name):
+    def input_rate(self, name: str) -> float:
         """Fraction of nonzero entries among all inputs the layer received."""
         return int(self._nonzero[name]) / self.elements[name]
 
-    def is_binary(self, name):
+    def is_binary(self, name: str) -> bool:
         """True when every input the layer received contained only zeros and ones."""
         return bool(self._binary[name])
 
-    def recorded(self):
+    def recorded(self) -> list[str]:
         """Paths of the layers that ran, in module order."""
         return [name for name, _ in self.targets if name in self._nonzero]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from mmengine.analysis import FlopAnalyzer
 from spikingjelly.activation_based import functional
+from torch import nn
 
 
 @dataclass
@@ -26,11 +27,11 @@ class MacCount:
     """
     by_module: dict
 
-    def of(self, module_name):
+    def of(self, module_name: str) -> float:
         """All MACs executed inside the module at ``module_name``."""
         return sum(self.by_module.get(module_name, Counter()).values())
 
-    def outside(self, module_names):
+    def outside(self, module_names) -> dict[str, float]:
         """MACs per operator executed outside every listed module (which must not nest)."""
         remaining = Counter(self.by_module[''])
         for name in module_names:
@@ -42,7 +43,7 @@ def _free(_inputs, _outputs):
     return 0
 
 
-def count_macs(model, inputs, fold_batchnorm=True):
+def count_macs(model: nn.Module, inputs: torch.Tensor, fold_batchnorm: bool = True) -> MacCount:
     """Count the MACs of one forward pass of ``model`` on ``inputs``, per module.
 
     Spiking neuron state is reset before and after the traced pass.

@@ -3,6 +3,8 @@
 Written from the paper's description. Option names and parameter names follow the authors'
 release, so their option files and checkpoints (``params`` key) are meant to load unchanged.
 """
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -189,16 +191,16 @@ class Restormer(nn.Module):
 
     def __init__(
             self,
-            inp_channels=3,
-            out_channels=3,
-            dim=48,
-            num_blocks=(4, 6, 6, 8),
-            num_refinement_blocks=4,
-            heads=(1, 2, 4, 8),
-            ffn_expansion_factor=2.66,
-            bias=False,
-            LayerNorm_type='WithBias',  # noqa: N803 (the authors' option name)
-            dual_pixel_task=False):
+            inp_channels: int = 3,
+            out_channels: int = 3,
+            dim: int = 48,
+            num_blocks: Sequence[int] = (4, 6, 6, 8),
+            num_refinement_blocks: int = 4,
+            heads: Sequence[int] = (1, 2, 4, 8),
+            ffn_expansion_factor: float = 2.66,
+            bias: bool = False,
+            LayerNorm_type: str = 'WithBias',  # noqa: N803 (the authors' option name)
+            dual_pixel_task: bool = False):
         super().__init__()
         check_choice('LayerNorm_type', LayerNorm_type, LAYER_NORM_TYPES)
         for key, values in (('num_blocks', num_blocks), ('heads', heads)):
@@ -240,7 +242,7 @@ class Restormer(nn.Module):
             self.skip_conv = nn.Conv2d(widths[0], widths[1], 1, bias=bias)
         self.output = nn.Conv2d(widths[1], out_channels, 3, padding=1, bias=bias)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, inp_channels, H, W)`` -> ``(B, out_channels, H, W)``."""
         height, width = x.shape[-2:]
         padded = pad_to_multiple(x, self.size_multiple)

@@ -1,4 +1,7 @@
 """SpikerIR: the spiking U-shaped encoder-decoder student of H-KD (arXiv 2504.01755)."""
+from collections.abc import Sequence
+
+import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from spikingjelly.activation_based import functional, layer
 from torch import nn
@@ -111,22 +114,22 @@ class SpikerIR(nn.Module):
     size_multiple = 8
 
     def __init__(self,
-                 in_ch=3,
-                 out_ch=3,
-                 dim=5,
-                 enc_blocks=(1, 1, 1),
-                 latent_blocks=1,
-                 dec_blocks=(1, 1, 1),
-                 T=4,
-                 neuron='lif',
-                 tau=2.,
-                 v_threshold=0.15,
-                 detach_reset=False,
-                 surrogate='atan',
-                 surrogate_alpha=None,
-                 attention=True,
-                 encoding='direct',
-                 shortcut='membrane'):
+                 in_ch: int = 3,
+                 out_ch: int = 3,
+                 dim: int = 5,
+                 enc_blocks: Sequence[int] = (1, 1, 1),
+                 latent_blocks: int = 1,
+                 dec_blocks: Sequence[int] = (1, 1, 1),
+                 T: int = 4,
+                 neuron: str = 'lif',
+                 tau: float = 2.,
+                 v_threshold: float = 0.15,
+                 detach_reset: bool = False,
+                 surrogate: str = 'atan',
+                 surrogate_alpha: float | None = None,
+                 attention: bool = True,
+                 encoding: str = 'direct',
+                 shortcut: str = 'membrane'):
         super().__init__()
         check_int('in_ch', in_ch, 1)
         if out_ch != in_ch:
@@ -167,7 +170,7 @@ class SpikerIR(nn.Module):
             return self.embed(x.unsqueeze(0)).expand(self.T, -1, -1, -1, -1)
         return self.embed(rate_encode(x, self.T))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_ch, H, W)`` -> ``(B, out_ch, H, W)``, starting from resting neurons."""
         functional.reset_net(self)
         height, width = x.shape[-2:]

@@ -26,5 +26,5 @@ class SpikerIRReLU(SpikerIR):
 
     neuron_choices = ('relu', )
 
-    def __init__(self, neuron='relu', T=1, **kwargs):
+    def __init__(self, neuron: str = 'relu', T: int = 1, **kwargs):
         super().__init__(neuron=neuron, T=T, **kwargs)

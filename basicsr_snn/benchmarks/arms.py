@@ -106,7 +106,7 @@ class Arm:
     seed: int = 0
 
     @classmethod
-    def parse(cls, name):
+    def parse(cls, name: str) -> 'Arm':
         """``'teacher'`` or ``'<design>.<recipe>.s<seed>'``; the error lists the valid parts."""
         if name == 'teacher':
             return cls(name)
@@ -133,7 +133,7 @@ class Arm:
     def scratch(self):
         return Arm.parse(f'{self.design}.scratch.s{self.seed}')
 
-    def dependencies(self):
+    def dependencies(self) -> tuple['Arm', ...]:
         """Arms whose checkpoints this arm needs."""
         if self.is_teacher or self.is_twin:
             return ()
@@ -146,14 +146,14 @@ class Arm:
         return tuple(needs)
 
 
-def twin_design(design):
+def twin_design(design: str) -> str:
     """The first design whose ReLU twin equals ``design``'s (options the twin ignores left out)."""
     relevant = {key: value for key, value in DESIGNS[design].items() if key not in TWIN_IGNORED}
     return next(name for name, options in DESIGNS.items()
                 if {k: v for k, v in options.items() if k not in TWIN_IGNORED} == relevant)
 
 
-def student_network(base_network, arm):
+def student_network(base_network: dict, arm: Arm) -> dict:
     """``network_g`` options of an arm: the base SpikerIR with the design's changes (twins: SpikerIRReLU)."""
     network = dict(copy.deepcopy(base_network), **DESIGNS[arm.design])
     if arm.is_twin:

@@ -8,6 +8,7 @@ without its side effects (best-metric bookkeeping, the teacher pass of DistillSN
 validation), and :func:`compare_curves` turns two validation curves into the convergence figures.
 """
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ class SeededBatches:
     def __iter__(self):
         return self.iterate()
 
-    def iterate(self, start=0):
+    def iterate(self, start: int = 0) -> Iterator[dict]:
         """The batches from number ``start`` (0-based) on: those before are drawn and dropped, so a
         resumed run continues with exactly the batches an uninterrupted one would have seen."""
         random_state = _PrivateRandomState(self.seed)
@@ -85,14 +86,14 @@ class SeededBatches:
                     yield batch
 
 
-def evenly_spaced(count, limit):
+def evenly_spaced(count: int, limit: int) -> list[int]:
     """Indices of at most ``limit`` items spread evenly over ``range(count)`` (all when limit <= 0)."""
     if limit <= 0 or limit >= count:
         return list(range(count))
     return [round(i * count / limit) for i in range(limit)]
 
 
-def evaluate_model(model, loader):
+def evaluate_model(model, loader: DataLoader) -> dict:
     """Mean PSNR and SSIM (dB / [0, 1], on 8-bit images, no border crop) of ``model.test()``.
 
     Args:
@@ -115,12 +116,13 @@ def evaluate_model(model, loader):
     return {'psnr': float(np.mean(psnrs)), 'ssim': float(np.mean(ssims)), 'images': len(psnrs)}
 
 
-def iterations_to_reach(iterations, values, target):
+def iterations_to_reach(iterations: list[int], values: list[float], target: float) -> int | None:
     """First validated iteration whose value is at least ``target``; None if none is."""
     return next((iteration for iteration, value in zip(iterations, values) if value >= target), None)
 
 
-def compare_curves(iterations, scratch, distilled, teacher=None):
+def compare_curves(iterations: list[int], scratch: list[float], distilled: list[float],
+                   teacher: float | None = None) -> dict:
     """Convergence figures of a distilled run against its scratch twin on one metric (PSNR).
 
     Args:

@@ -14,6 +14,7 @@ An arm's dependencies (the teacher, a twin) are trained first when missing; a de
 another live process is waited for.
 """
 import json
+from collections.abc import Callable, Iterable
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -66,7 +67,7 @@ def _load_yaml(name):
 class Study:
     """The arms of one protocol in one folder. ``run(arms)`` trains what is missing."""
 
-    def __init__(self, protocol, out, log=print):
+    def __init__(self, protocol: StudyProtocol, out: str | Path, log: Callable[[str], None] = print):
         self.protocol = protocol
         self.out = Path(out)
         self.log = log
@@ -112,15 +113,15 @@ class Study:
     def arm_dir(self, arm):
         return self.out / arm.name
 
-    def result(self, arm):
+    def result(self, arm: Arm) -> dict | None:
         path = self.arm_dir(arm) / RESULT
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def finished(self):
+    def finished(self) -> dict[str, dict]:
         """Every finished arm's result, by arm name."""
         return {path.parent.name: json.loads(path.read_text()) for path in sorted(self.out.glob(f'*/{RESULT}'))}
 
-    def run(self, arm_names):
+    def run(self, arm_names: Iterable[str]) -> None:
         """Train the arms of ``arm_names`` (and their dependencies) not finished yet; skip those held elsewhere."""
         for name in arm_names:
             self._ensure(Arm.parse(name), wait_if_held=False)
@@ -152,7 +153,7 @@ class Study:
                 return True
 
     # one arm ---------------------------------------------------------------------------------
-    def options(self, arm):
+    def options(self, arm: Arm) -> dict:
         """The BasicSR option dict that trains ``arm``."""
         from basicsr_snn.utils.run_options import in_process_options
         protocol = self.protocol

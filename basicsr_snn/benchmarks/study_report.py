@@ -15,7 +15,7 @@ from basicsr.archs import build_network
 from basicsr_snn.analysis import analyse_energy
 from basicsr_snn.benchmarks.arms import Arm
 from basicsr_snn.benchmarks.protocol import iterations_to_reach
-from basicsr_snn.benchmarks.study import CHECKPOINT
+from basicsr_snn.benchmarks.study import CHECKPOINT, Study
 from basicsr_snn.utils.checkpoint import load_weights
 
 ENERGY_SIZE = 256
@@ -56,7 +56,7 @@ def flattening(curve, set_name):
             'lr_fraction_there': lrs[index] / max(lrs) if max(lrs) else None}
 
 
-def summarise(study, with_energy=True):
+def summarise(study: Study, with_energy: bool = True) -> dict:
     """Rows of every finished arm, plus the noise floor of every design with scratch seeds."""
     results = study.finished()
     set_names = [Path(d).name for d in study.protocol.val_dirs]
@@ -103,7 +103,7 @@ def summarise(study, with_energy=True):
     return {'protocol': study.protocol.to_dict(), 'noise_floor': floors, 'rows': rows}
 
 
-def markdown_table(summary):
+def markdown_table(summary: dict) -> str:
     set_names = [Path(d).name for d in summary['protocol']['val_dirs']]
     header = ['arm', 'params'] + [f'{s} PSNR / SSIM' for s in set_names] + \
         ['gap to twin', 'gain over scratch', 'iters to scratch final', 'last-25% gain (lr)', 'energy / 256²',
@@ -129,7 +129,7 @@ def markdown_table(summary):
     return '\n'.join(lines)
 
 
-def plot(study, path):
+def plot(study: Study, path: str | Path) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -155,7 +155,7 @@ def plot(study, path):
     plt.close(figure)
 
 
-def write_report(study, with_energy=True):
+def write_report(study: Study, with_energy: bool = True) -> str:
     """study.json, study.md and study.png in the study folder; returns the markdown table."""
     summary = summarise(study, with_energy)
     if not summary['rows']:

@@ -46,7 +46,7 @@ class _Series:
         return {tag: (sorted(points), [points[i] for i in sorted(points)]) for tag, points in self.points.items()}
 
 
-def parse_train_log(text):
+def parse_train_log(text: str) -> dict[str, tuple[list[int], list[float]]]:
     """Scalars of BasicSR ``train_*.log`` text (see the module docstring for the tags).
 
     Args:
@@ -90,7 +90,7 @@ def parse_train_log(text):
     return series.as_lists()
 
 
-def read_tensorboard_scalars(event_dir):
+def read_tensorboard_scalars(event_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """Every scalar tag in a tensorboard event folder (BasicSR: ``tb_logger/<name>``).
 
     Returns:
@@ -110,7 +110,8 @@ def read_tensorboard_scalars(event_dir):
     return series.as_lists()
 
 
-def read_experiment_scalars(experiment_dir, source='auto', tb_dir=None):
+def read_experiment_scalars(experiment_dir: str | Path, source: str = 'auto',
+                            tb_dir: str | Path | None = None) -> tuple[dict, str]:
     """Scalars of a BasicSR experiment folder (``experiments/<name>``).
 
     Args:

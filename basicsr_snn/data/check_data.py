@@ -1,4 +1,5 @@
 """Decode every image of a folder or an LMDB and report those that do not decode."""
+from collections.abc import Callable
 from pathlib import Path
 
 from basicsr_snn.data.image_io import decode_image, list_images
@@ -16,7 +17,7 @@ def _lmdb_entries(root):
         environment.close()
 
 
-def bad_images(root, progress=None):
+def bad_images(root: str | Path, progress: Callable | None = None) -> tuple[int, list[tuple[str, str]]]:
     """``[(source, reason), ...]`` for every image of ``root`` (a folder or an ``.lmdb``) that fails to decode.
 
     Args:

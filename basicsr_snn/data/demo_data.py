@@ -79,7 +79,8 @@ def _sync_folder(folder, images):
     return written, len(stale)
 
 
-def make_demo_dataset(root='datasets/demo', tile_size=128, val_size=128, log=None):
+def make_demo_dataset(root: str | Path = 'datasets/demo', tile_size: int = 128, val_size: int = 128,
+                      log=None) -> dict[str, Path]:
     """Create or refresh the demo set.
 
     Args:

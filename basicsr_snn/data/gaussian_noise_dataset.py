@@ -99,7 +99,7 @@ class GaussianNoiseDataset(data.Dataset):
         LMDB key), 'sigma' (float, the level used, 0-255 units).
     """
 
-    def __init__(self, opt):
+    def __init__(self, opt: dict):
         super().__init__()
         try:
             self._setup(opt)

@@ -15,7 +15,7 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.p
 COLOR_MODES = ('gray', 'rgb')
 
 
-def list_images(folder, option_name='folder'):
+def list_images(folder: str | Path, option_name: str = 'folder') -> list[Path]:
     """Image files directly inside ``folder``, sorted by name.
 
     Args:
@@ -37,7 +37,7 @@ def list_images(folder, option_name='folder'):
     return images
 
 
-def decode_image(content, color, source):
+def decode_image(content: bytes | None, color: str, source: str) -> np.ndarray:
     """Decode encoded image bytes.
 
     Args:
@@ -61,6 +61,6 @@ def decode_image(content, color, source):
     return image
 
 
-def read_image(path, color):
+def read_image(path: str | Path, color: str) -> np.ndarray:
     """Read and decode one image file (see ``decode_image``)."""
     return decode_image(Path(path).read_bytes(), color, str(path))

@@ -31,7 +31,7 @@ def _read_for_lmdb(path, gray):
     return image if image.ndim == 3 else image[..., None]
 
 
-def lmdb_map_size(decoded_sizes):
+def lmdb_map_size(decoded_sizes: list[int]) -> int:
     """LMDB map size (bytes) that fits PNG-encoded images of the given decoded sizes (bytes)."""
     payload = sum(int(size * _PNG_OVERHEAD_RATIO) + _PER_IMAGE_OVERHEAD for size in decoded_sizes)
     return max(_MAP_SIZE_FLOOR, int(payload * 1.1))
@@ -51,7 +51,8 @@ def _lmdb_keys(paths):
     return keys
 
 
-def make_lmdb(input_dir, output_path, gray=False, compress_level=1, batch=5000, progress=False):
+def make_lmdb(input_dir: str | Path, output_path: str | Path, gray: bool = False, compress_level: int = 1,
+              batch: int = 5000, progress: bool = False) -> dict:
     """Write every image directly inside ``input_dir`` into a new LMDB.
 
     Args:

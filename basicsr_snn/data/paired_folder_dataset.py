@@ -68,7 +68,7 @@ class PairedFolderDataset(PairedImageDataset):
         dict: 'lq', 'gt' (Tensor (C, H, W), float32, RGB), 'lq_path', 'gt_path' (str).
     """
 
-    def __init__(self, opt):
+    def __init__(self, opt: dict):
         # PairedImageDataset.__init__ would pair by filename_tmpl and fail; the rest of its state is set here.
         data.Dataset.__init__(self)
         self.opt = {'scale': 1, **opt}

@@ -6,7 +6,7 @@ DATASETS_ENV_VAR = 'BASICSR_SNN_DATASETS'
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def shared_datasets_root():
+def shared_datasets_root() -> Path:
     """Folder that holds Set12, BSD68, CBSD68, Train400, CBSD432, Rain12, ...
 
     Returns:

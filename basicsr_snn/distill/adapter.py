@@ -1,4 +1,5 @@
 """Connectors that bring a student feature to the shape of the teacher feature it imitates."""
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -26,7 +27,7 @@ class FeatureAdapter(nn.Module):
             Default: ``'bilinear'``.
     """
 
-    def __init__(self, student_shape, teacher_shape, adapter='conv1x1', resize='bilinear'):
+    def __init__(self, student_shape: tuple, teacher_shape: tuple, adapter: str = 'conv1x1', resize: str = 'bilinear'):
         super().__init__()
         check_choice('adapter', adapter, ADAPTER_TYPES)
         self.resize = check_choice('resize', resize, RESIZE_MODES)
@@ -54,7 +55,7 @@ class FeatureAdapter(nn.Module):
             raise ValueError(f'student feature {tuple(student_shape)} and teacher feature '
                              f'{tuple(teacher_shape)} differ in size; set resize: bilinear (or another mode)')
 
-    def forward(self, x, teacher_shape):
+    def forward(self, x: torch.Tensor, teacher_shape: tuple) -> torch.Tensor:
         """Map ``x`` onto ``teacher_shape`` (the shape of the teacher feature it is compared with)."""
         x = self.proj(x)
         size = tuple(teacher_shape[2:])
@@ -68,9 +69,9 @@ class FeatureAdapter(nn.Module):
 class HintAdapters(nn.ModuleDict):
     """One :class:`FeatureAdapter` per hint name, called together (one module for DDP to wrap)."""
 
-    def forward(self, student_features, teacher_features):
+    def forward(self, student_features: dict, teacher_features: dict) -> dict:
         """``{name: student feature}`` -> ``{name: adapted feature}``, shaped like ``teacher_features``."""
         return {name: adapter(student_features[name], teacher_features[name].shape) for name, adapter in self.items()}
 
-    def has_parameters(self):
+    def has_parameters(self) -> bool:
         return any(True for _ in self.parameters())

@@ -5,6 +5,7 @@ normalisation of mmrazor's PKD), so that an adapter cannot lower the loss by res
 """
 from basicsr.losses import build_loss
 from basicsr.utils.registry import LOSS_REGISTRY
+import torch
 from torch import nn
 
 from basicsr_snn.utils.checks import check_choice
@@ -13,7 +14,7 @@ DEFAULT_HINT_LOSS = {'type': 'MSELoss', 'loss_weight': 1.0}
 NORMALIZATIONS = ('none', 'channel')
 
 
-def standardize_channels(feature, eps=1e-6):
+def standardize_channels(feature: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """``(B, C, ...)`` -> each channel at zero mean and unit variance over the batch and positions."""
     dims = [0] + list(range(2, feature.ndim))
     mean = feature.mean(dim=dims, keepdim=True)
@@ -29,18 +30,18 @@ class HintComparison(nn.Module):
         normalize (str): ``'none'`` or ``'channel'``. Default: ``'none'``.
     """
 
-    def __init__(self, loss, normalize='none'):
+    def __init__(self, loss: nn.Module, normalize: str = 'none'):
         super().__init__()
         self.loss = loss
         self.normalize = check_choice('normalize', normalize, NORMALIZATIONS)
 
-    def forward(self, student, teacher):
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         if self.normalize == 'channel':
             student, teacher = standardize_channels(student), standardize_channels(teacher)
         return self.loss(student, teacher)
 
 
-def check_loss_type(loss_opt):
+def check_loss_type(loss_opt: dict) -> str:
     """The ``type`` of ``loss_opt``, which must be a registered loss."""
     loss_type = loss_opt.get('type') if isinstance(loss_opt, dict) else None
     if loss_type not in LOSS_REGISTRY:
@@ -49,7 +50,7 @@ def check_loss_type(loss_opt):
     return loss_type
 
 
-def build_comparison_loss(loss_opt, default=DEFAULT_HINT_LOSS):
+def build_comparison_loss(loss_opt: dict | None, default: dict = DEFAULT_HINT_LOSS) -> nn.Module:
     """Build a registered BasicSR loss (``MSELoss``, ``L1Loss``, ``CharbonnierLoss``, ``FFTLoss`` ...).
 
     Args:

@@ -49,7 +49,7 @@ class HintOptions:
     option_key: str
 
     @property
-    def log_key(self):
+    def log_key(self) -> str:
         return f'l_hint_{self.name}'
 
 
@@ -70,7 +70,7 @@ class DistillOptions:
     allow_random_teacher: bool = False
 
     @classmethod
-    def from_train_options(cls, train_opt):
+    def from_train_options(cls, train_opt: dict) -> 'DistillOptions':
         """Parse and check ``train_opt['distill']`` (its schedule against ``train_opt['total_iter']``);
         every error names its option key."""
         if 'distill' not in train_opt:

@@ -6,6 +6,7 @@ A hint point is named by its module path in ``model.named_modules()`` (``decoder
 import difflib
 
 import torch
+from torch import nn
 from spikingjelly.activation_based import neuron
 
 from basicsr_snn.utils.checks import check_choice
@@ -21,7 +22,7 @@ REDUCTIONS = ('none', 'mean', 'membrane')
 MEMBRANE_NEURON_TYPES = (neuron.BaseNode, )
 
 
-def find_module(model, path):
+def find_module(model: nn.Module, path: str) -> nn.Module:
     """The submodule of ``model`` at ``path``; the error lists the valid paths.
 
     Args:
@@ -65,7 +66,7 @@ class FeatureRecorder(ForwardHooks):
         self.features = {}
         self._points = {}
 
-    def add(self, name, path, reduce='none'):
+    def add(self, name: str, path: str, reduce: str = 'none') -> None:
         """Record the output of the module at ``path`` as ``features[name]``.
 
         Args:
@@ -110,6 +111,6 @@ class FeatureRecorder(ForwardHooks):
                              f'got shape {tuple(output.shape)}')
         return output.mean(0)
 
-    def clear(self):
+    def clear(self) -> None:
         """Drop the recorded features (and the graphs they hold)."""
         self.features.clear()

@@ -30,7 +30,8 @@ class DistillWeightSchedule:
         total_iter (int | None): ``train.total_iter``, the default ``until_iter``.
     """
 
-    def __init__(self, type='constant', gamma=PAPER_GAMMA, end=0., until_iter=None, total_iter=None):
+    def __init__(self, type: str = 'constant', gamma: float = PAPER_GAMMA, end: float = 0.,
+                 until_iter: int | None = None, total_iter: int | None = None):
         check_choice('type', type, SCHEDULE_TYPES)
         check_number('gamma', gamma, minimum=0)
         check_number('end', end, minimum=0)
@@ -44,12 +45,12 @@ class DistillWeightSchedule:
         self.until_iter = until_iter
 
     @classmethod
-    def from_options(cls, options, total_iter=None):
+    def from_options(cls, options: dict | None, total_iter: int | None = None) -> 'DistillWeightSchedule':
         """Build from the ``schedule`` dict of the options (None: the paper's constant 0.12)."""
         options = check_keys('schedule', dict(options or {}), SCHEDULE_KEYS)
         return cls(**options, total_iter=total_iter)
 
-    def __call__(self, current_iter):
+    def __call__(self, current_iter: int) -> float:
         if self.type == 'constant':
             return self.gamma
         if self.type == 'step':

@@ -1,4 +1,5 @@
 """Cosine distance between feature maps: a hint loss blind to the features' scale."""
+import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
@@ -20,12 +21,12 @@ class CosineFeatureLoss(nn.Module):
     Shapes: ``pred`` and ``target`` ``(B, C, ...)``, equal; returns a scalar.
     """
 
-    def __init__(self, loss_weight=1.0, eps=1e-8):
+    def __init__(self, loss_weight: float = 1.0, eps: float = 1e-8):
         super().__init__()
         self.loss_weight = loss_weight
         self.eps = eps
 
-    def forward(self, pred, target, **kwargs):
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:
         if pred.shape != target.shape:
             raise ValueError(f'CosineFeatureLoss: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ')
         return self.loss_weight * (1 - F.cosine_similarity(pred, target, dim=1, eps=self.eps)).mean()

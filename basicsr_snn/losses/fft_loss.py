@@ -32,7 +32,7 @@ class FFTLoss(nn.Module):
             full spectrum repeats most frequencies. Default: True.
     """
 
-    def __init__(self, loss_weight=1.0, reduction='mean', onesided=True):
+    def __init__(self, loss_weight: float = 1.0, reduction: str = 'mean', onesided: bool = True):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f'FFTLoss reduction must be one of {REDUCTIONS}, got {reduction!r}')
@@ -44,7 +44,7 @@ class FFTLoss(nn.Module):
         """``(N, C, H, W)`` -> real and imaginary parts ``(N, C, H, W', 2)``."""
         return torch.view_as_real(self.transform(x, dim=(-2, -1)))
 
-    def forward(self, pred, target):
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
         Args:
             pred (Tensor): ``(N, C, H, W)`` restored images.

@@ -12,7 +12,7 @@ FIRING_RATE_ENTRY = '{level} {rate:.4f}'
 FIRING_RATE_SEPARATOR = ', '
 
 
-def pattern(template):
+def pattern(template: str) -> re.Pattern:
     """A regex matching ``template``'s output, one named group per field (``(?P<psnr>...)``)."""
     parts = []
     for literal, field, _spec, _conversion in string.Formatter().parse(template):
@@ -22,7 +22,7 @@ def pattern(template):
     return re.compile(''.join(parts) + '$')
 
 
-def firing_rates_message(dataset, rates):
+def firing_rates_message(dataset: str, rates: dict[str, float]) -> str:
     """The FIRING_RATES line for ``{level: rate}``."""
     entries = FIRING_RATE_SEPARATOR.join(FIRING_RATE_ENTRY.format(level=level, rate=rate)
                                          for level, rate in rates.items())

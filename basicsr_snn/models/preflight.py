@@ -7,13 +7,14 @@
 
 Errors name the option keys to change, e.g. ``network_g.in_ch`` and ``datasets.train.color``.
 """
+import torch
 from torch import nn
 
 IN_CHANNEL_KEYS = ('in_ch', 'inp_channels', 'num_in_ch', 'in_channels', 'in_nc', 'in_chans')
 OUT_CHANNEL_KEYS = ('out_ch', 'out_channels', 'num_out_ch', 'out_nc', 'out_chans')
 
 
-def input_channels(opt, network_key, network):
+def input_channels(opt: dict, network_key: str, network: nn.Module) -> tuple[int | None, str]:
     """``(channels, option label)`` of the input of ``network`` built from ``opt[network_key]``.
 
     The arch's own input-channel option where it has a usual name (``network_g.in_ch``,
@@ -29,7 +30,7 @@ def input_channels(opt, network_key, network):
     return (None if first is None else first.in_channels), label
 
 
-def output_option(opt, network_key):
+def output_option(opt: dict, network_key: str) -> str:
     """The label of the output-channel option of ``opt[network_key]`` (``network_g.out_ch``, ...)."""
     net_opt = opt.get(network_key) or {}
     key = next((k for k in OUT_CHANNEL_KEYS if k in net_opt), None)
@@ -41,7 +42,7 @@ def _dataset_label(phase_key, dataset_opt):
     return f'datasets.{phase_key}{color}'
 
 
-def check_datasets(opt, networks):
+def check_datasets(opt: dict, networks: dict[str, nn.Module]) -> None:
     """Build each dataset of ``opt['datasets']``, decode its first sample (every sample for validation
     sets), and compare its channels with each network of ``networks`` ({option key: module}).
 
@@ -83,7 +84,7 @@ def _sample_path(dataset, index):
     return f' ({", ".join(str(v) for v in entry.values()) if isinstance(entry, dict) else entry})'
 
 
-def check_same_input_channels(opt, networks):
+def check_same_input_channels(opt: dict, networks: dict[str, nn.Module]) -> None:
     """Networks fed the same input ({option key: module}) must take the same number of channels."""
     channels = [input_channels(opt, key, net) for key, net in networks.items()]
     channels = [(value, label) for value, label in channels if value is not None]
@@ -92,7 +93,7 @@ def check_same_input_channels(opt, networks):
         raise ValueError(f'the networks read the same images but differ in input channels: {described}')
 
 
-def check_output_shapes(opt, student_output, teacher_output, reason):
+def check_output_shapes(opt: dict, student_output: torch.Tensor, teacher_output: torch.Tensor, reason: str) -> None:
     """The teacher's and the student's outputs must have one shape where they are compared."""
     if tuple(student_output.shape) == tuple(teacher_output.shape):
         return

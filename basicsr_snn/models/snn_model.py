@@ -27,7 +27,7 @@ from basicsr_snn.utils.checks import named_errors
 from basicsr_snn.utils.hooks import evaluating
 
 
-def build_network_from_options(opt, key):
+def build_network_from_options(opt: dict, key: str) -> torch.nn.Module:
     """Build the arch of ``opt[key]`` (e.g. ``network_g``); errors name the option, e.g. ``network_g.T``.
 
     An arch that rejects an argument by a message starting with the argument's name (``T must be

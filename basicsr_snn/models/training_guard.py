@@ -34,7 +34,7 @@ class LossGuard:
         option_key (str): Where the options come from, for errors.
     """
 
-    def __init__(self, max_skips=3, divergence_ratio=1e4, option_key='train.loss_guard'):
+    def __init__(self, max_skips: int = 3, divergence_ratio: float | None = 1e4, option_key: str = 'train.loss_guard'):
         if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 0:
             raise ValueError(f'{option_key}.max_skips must be an integer >= 0, got {max_skips!r}')
         if divergence_ratio is not None and (isinstance(divergence_ratio, bool) or
@@ -46,14 +46,14 @@ class LossGuard:
         self.skipped_in_a_row = 0
 
     @classmethod
-    def from_options(cls, options, option_key='train.loss_guard'):
+    def from_options(cls, options: dict | None, option_key: str = 'train.loss_guard') -> 'LossGuard':
         options = dict(options or {})
         unknown = sorted(set(options) - set(GUARD_KEYS))
         if unknown:
             raise ValueError(f'{option_key}: unknown key(s) {unknown}; valid keys: {list(GUARD_KEYS)}')
         return cls(**options, option_key=option_key)
 
-    def loss_problem(self, total_loss):
+    def loss_problem(self, total_loss: torch.Tensor) -> str | None:
         """Why ``total_loss`` must not be back-propagated on any rank (None: it may)."""
         value = float(total_loss.detach())
         finite = math.isfinite(value)
@@ -66,16 +66,16 @@ class LossGuard:
                     f'{self.lowest_loss:.4g})')
         return None
 
-    def gradient_problem(self, grad_norm):
+    def gradient_problem(self, grad_norm: torch.Tensor) -> str | None:
         """Why the step with gradient norm ``grad_norm`` must be skipped on every rank (None: it may be taken)."""
         return 'the gradient norm is not finite' if _agreed([not math.isfinite(float(grad_norm))],
                                                             grad_norm.device)[0] else None
 
-    def accept(self, total_loss):
+    def accept(self, total_loss: torch.Tensor) -> None:
         self.lowest_loss = min(self.lowest_loss, float(total_loss.detach()))
         self.skipped_in_a_row = 0
 
-    def skip(self, current_iter, reason, loss_dict, checkpoint_hint):
+    def skip(self, current_iter: int, reason: str, loss_dict: dict, checkpoint_hint: str) -> None:
         """Count a skipped step; warn, or raise :class:`TrainingDiverged` after ``max_skips`` in a row.
 
         ``checkpoint_hint`` says where the last good checkpoint is, for the error.
@@ -102,7 +102,7 @@ def _agreed(flags, device):
     return [bool(value) for value in tensor.tolist()]
 
 
-def check_grad_clip_norm(value, option_key='train.grad_clip_norm'):
+def check_grad_clip_norm(value, option_key: str = 'train.grad_clip_norm') -> float | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         raise ValueError(f'{option_key} must be a number > 0 or ~ (no clipping), got {value!r}')
     return value

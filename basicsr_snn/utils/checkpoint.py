@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 DEFAULT_PARAM_KEY = 'params'
 OTHER_PARAM_KEY = {'params': 'params_ema', 'params_ema': 'params'}
@@ -35,10 +36,10 @@ class LoadReport:
     mismatched: tuple  # in both, with other shapes
 
     @property
-    def not_loaded(self):
+    def not_loaded(self) -> tuple:
         return self.missing + self.mismatched
 
-    def summary(self):
+    def summary(self) -> str:
         parts = [f'{len(self.loaded)} tensors loaded']
         for label, names in (('missing from the checkpoint', self.missing), ('shape differs', self.mismatched),
                              ('not in the network', self.unexpected)):
@@ -47,7 +48,8 @@ class LoadReport:
         return '; '.join(parts)
 
 
-def read_state_dict(path, param_key=DEFAULT_PARAM_KEY, key_chosen=False, option_key='checkpoint', key_option=None):
+def read_state_dict(path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY, key_chosen: bool = False,
+                    option_key: str = 'checkpoint', key_option: str | None = None) -> tuple[dict, str | None]:
     """The state dict stored in checkpoint ``path`` under ``param_key`` (see the module policy).
 
     Args:
@@ -82,8 +84,9 @@ def _is_state_dict(checkpoint):
     return bool(checkpoint) and all(torch.is_tensor(value) for value in checkpoint.values())
 
 
-def load_weights(network, path, param_key=DEFAULT_PARAM_KEY, strict=True, key_chosen=False,
-                 option_key='checkpoint', network_label=None, strict_key='strict', key_option=None):
+def load_weights(network: nn.Module, path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY, strict: bool = True,
+                 key_chosen: bool = False, option_key: str = 'checkpoint', network_label: str | None = None,
+                 strict_key: str = 'strict', key_option: str | None = None) -> LoadReport:
     """Load checkpoint ``path`` into ``network`` under the module policy; returns a :class:`LoadReport`.
 
     Raises ``ValueError`` when ``strict`` and anything differs, or when no tensor matches. The
@@ -111,7 +114,7 @@ def load_weights(network, path, param_key=DEFAULT_PARAM_KEY, strict=True, key_ch
     return report
 
 
-def atomic_save(obj, path):
+def atomic_save(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary name in the same folder, then rename: ``path`` is never half-written."""
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
@@ -122,7 +125,7 @@ def atomic_save(obj, path):
         temporary.unlink(missing_ok=True)
 
 
-def state_dict_for_saving(network):
+def state_dict_for_saving(network: nn.Module) -> dict:
     """``network``'s state dict on the CPU without a DDP ``module.`` prefix; refuses non-finite tensors."""
     state_dict = {(key[len('module.'):] if key.startswith('module.') else key): value.detach().cpu()
                   for key, value in network.state_dict().items()}
@@ -135,7 +138,7 @@ def state_dict_for_saving(network):
 _MODEL_FILE = re.compile(r'^(?P<label>.+)_(?P<iter>\d+)\.pth$')
 
 
-def newest_complete_checkpoint(training_states, models):
+def newest_complete_checkpoint(training_states: str | Path, models: str | Path) -> tuple[dict | None, list]:
     """The newest iteration whose training state and every network file load.
 
     A BasicSR checkpoint of iteration N is ``<training_states>/N.state`` plus one

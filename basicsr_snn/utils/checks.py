@@ -6,24 +6,25 @@ arguments under their own names, and :func:`named_errors` lets the caller that r
 option file put the file's option path in front.
 """
 import contextlib
+from collections.abc import Iterable, Iterator
 from numbers import Integral, Real
 
 
-def check_choice(key, value, choices):
+def check_choice(key: str, value, choices: Iterable):
     """``value`` must be one of ``choices``."""
     if value not in choices:
         raise ValueError(f'{key} must be one of {tuple(choices)}, got {value!r}')
     return value
 
 
-def check_bool(key, value):
+def check_bool(key: str, value) -> bool:
     """``true`` or ``false`` (not 0 / 1, which compare equal to them)."""
     if not isinstance(value, bool):
         raise ValueError(f'{key} must be one of (True, False), got {value!r}')
     return value
 
 
-def check_int(key, value, minimum=None):
+def check_int(key: str, value, minimum: int | None = None) -> int:
     """An integer (not a bool), at least ``minimum`` when given."""
     if isinstance(value, bool) or not isinstance(value, Integral) or (minimum is not None and value < minimum):
         bound = f' >= {minimum}' if minimum is not None else ''
@@ -31,7 +32,8 @@ def check_int(key, value, minimum=None):
     return value
 
 
-def check_number(key, value, minimum=None, above=None, allow_none=False):
+def check_number(key: str, value, minimum: float | None = None, above: float | None = None,
+                 allow_none: bool = False) -> float | None:
     """A real number (not a bool), ``>= minimum`` and ``> above`` when given; None too with ``allow_none``."""
     if value is None and allow_none:
         return value
@@ -44,7 +46,7 @@ def check_number(key, value, minimum=None, above=None, allow_none=False):
     return value
 
 
-def check_keys(key, options, valid):
+def check_keys(key: str, options, valid: Iterable[str]) -> dict:
     """``options`` must be a mapping whose keys are all in ``valid``."""
     if not isinstance(options, dict):
         raise ValueError(f'{key} must be a mapping with keys {list(valid)}, got {options!r}')
@@ -55,7 +57,7 @@ def check_keys(key, options, valid):
 
 
 @contextlib.contextmanager
-def named_errors(option_key, arguments=(), label=None):
+def named_errors(option_key: str, arguments: Iterable[str] = (), label: str | None = None) -> Iterator[None]:
     """Re-raise ``ValueError`` / ``TypeError`` / ``KeyError`` raised inside with ``option_key`` in front.
 
     A message that starts with one of ``arguments`` (``T must be ...``) becomes

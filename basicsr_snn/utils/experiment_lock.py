@@ -41,7 +41,7 @@ def _alive(pid):
     return True
 
 
-def live_holder(lock):
+def live_holder(lock: str | Path) -> tuple[int, str] | None:
     """(pid, host) of another process that holds ``lock`` and may be alive; None when it is free or stale."""
     holder = _holder(lock)
     if holder is None or holder == _owner():
@@ -50,7 +50,7 @@ def live_holder(lock):
     return holder if host != socket.gethostname() or _alive(pid) else None
 
 
-def take(lock):
+def take(lock: str | Path) -> tuple[int, str] | None:
     """Take ``lock`` for this process, taking over a stale one; returns None, or the live holder."""
     lock = Path(lock)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -69,13 +69,13 @@ def take(lock):
     return live_holder(lock)
 
 
-def release(lock):
+def release(lock: str | Path) -> None:
     """Remove ``lock`` if this process holds it."""
     if _holder(lock) == _owner():
         Path(lock).unlink(missing_ok=True)
 
 
-def check_free(experiment_dir):
+def check_free(experiment_dir: str | Path) -> None:
     """Raise :class:`ExperimentLocked` when another live process holds the experiment."""
     lock = Path(experiment_dir) / LOCK_NAME
     holder = live_holder(lock)
@@ -89,7 +89,7 @@ def check_free(experiment_dir):
                            f'stop it first (kill {pid}: under torchrun, kill every worker) or choose another name')
 
 
-def acquire(experiment_dir):
+def acquire(experiment_dir: str | Path) -> None:
     """Take the experiment's lock for this process (released at exit)."""
     check_free(experiment_dir)
     lock = Path(experiment_dir) / LOCK_NAME

@@ -7,9 +7,11 @@
   mode restored: how every forward outside training runs a (spiking) network.
 """
 import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from spikingjelly.activation_based import functional
+from torch import nn
 
 
 class ForwardHooks:
@@ -20,11 +22,11 @@ class ForwardHooks:
     with the network. Records kept by the hooks survive the block.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: nn.Module):
         self.model = model
         self._handles = []
 
-    def hook_for(self, name, module):
+    def hook_for(self, name: str, module: nn.Module) -> tuple[str, Callable] | None:
         raise NotImplementedError
 
     def __enter__(self):
@@ -43,7 +45,7 @@ class ForwardHooks:
 
 
 @contextlib.contextmanager
-def evaluating(net):
+def evaluating(net: nn.Module) -> Iterator[nn.Module]:
     """Run ``net`` in eval mode without gradients from resting neurons; restore its mode after."""
     was_training = net.training
     net.eval()

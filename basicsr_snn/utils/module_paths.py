@@ -1,5 +1,6 @@
 """List a network's module paths with the shapes they output, to choose feature-hint points."""
 import torch
+from torch import nn
 
 from basicsr_snn.utils.hooks import ForwardHooks, evaluating
 
@@ -12,7 +13,8 @@ def _shape_of(output):
     return type(output).__name__
 
 
-def list_module_paths(model, input_shape_or_tensor, max_depth=None):
+def list_module_paths(model: nn.Module, input_shape_or_tensor: tuple | torch.Tensor,
+                      max_depth: int | None = None) -> list[tuple[str, str, tuple]]:
     """Run one forward pass and report what every submodule outputs.
 
     Args:
@@ -57,7 +59,7 @@ class _OutputShapes(ForwardHooks):
         return 'forward', record
 
 
-def format_module_table(rows):
+def format_module_table(rows: list[tuple[str, str, tuple]]) -> str:
     """The rows of :func:`list_module_paths` as an aligned text table."""
     header = ('path', 'type', 'output shape')
     lines = [header] + [(path, type_name, str(shape)) for path, type_name, shape in rows]

@@ -3,8 +3,9 @@ import copy
 from pathlib import Path
 
 
-def in_process_options(base, name, run_dir, total_iter, seed, device='cpu', lr=None, lr_floor=None,
-                       print_freq=100, ema_decay=0.):
+def in_process_options(base: dict, name: str, run_dir: str | Path, total_iter: int, seed: int, device: str = 'cpu',
+                       lr: float | None = None, lr_floor: float | None = None, print_freq: int = 100,
+                       ema_decay: float = 0.) -> dict:
     """A training option dict for ``build_model``: ``base``'s model, losses and optimizer, our budget.
 
     What changes against an option file: no datasets (the caller feeds batches), the paths under
