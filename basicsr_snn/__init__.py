@@ -7,12 +7,10 @@ the way BasicSR registers its own: a new file needs no other edit. The fixes of 
 pipeline are applied by the entry points (``basicsr_snn.train``, ``basicsr_snn.test``,
 ``basicsr_snn.run``) through ``_compat.apply_pipeline_fixes()``.
 """
+import importlib
+from pathlib import Path
+
 from basicsr_snn import _compat
-
-_compat.install_import_shims()
-
-import importlib  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 __version__ = '0.1.0'
 
@@ -21,6 +19,7 @@ _REGISTERED_SUFFIXES = {'archs': '_arch', 'models': '_model', 'data': '_dataset'
 
 
 def _import_registered_modules():
+    _compat.install_import_shims()  # before anything imports basicsr
     for folder, suffix in _REGISTERED_SUFFIXES.items():
         for path in sorted((_PACKAGE_ROOT / folder).glob(f'*{suffix}.py')):
             importlib.import_module(f'basicsr_snn.{folder}.{path.stem}')
