@@ -120,6 +120,7 @@ def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
     assert hkd['gap_to_twin_db'] == pytest.approx(rows['membrane.hkd.s0']['final'][set_name]['psnr'] -
                                                   rows['membrane.twin.s0']['final'][set_name]['psnr'])
     assert 'gap_to_twin_db' in rows['plif.scratch.s0']['sets'][set_name]  # the membrane twin serves plif
+    assert 'gap_to_twin_db' in rows['membrane.scratch.s1']['sets'][set_name]  # no s1 twin: the s0 one serves
     assert rows['spike.scratch.s0']['params'] > rows['membrane.scratch.s0']['params']
     assert rows['membrane.twin.s0']['energy']['sops'] == 0 < rows['membrane.scratch.s0']['energy']['sops']
     assert_png(out / 'study.png')

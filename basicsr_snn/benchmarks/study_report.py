@@ -1,6 +1,7 @@
 """The gap study's table, plot and JSON, from whatever arms have finished.
 
-Per arm: parameters; final PSNR / SSIM per validation set; the gap to its design's ReLU twin;
+Per arm: parameters; final PSNR / SSIM per validation set; the gap to its design's ReLU twin (of
+the same seed when it was trained, else of another seed);
 the gain over scratch of the same design (the mean over scratch seeds, with half their spread,
 the noise floor); the first curve iteration at which it reaches scratch's final PSNR; whether
 its curve flattened (PSNR gained over the last quarter of the iterations, and the learning rate
@@ -56,6 +57,14 @@ def flattening(curve, set_name):
             'lr_fraction_there': lrs[index] / max(lrs) if max(lrs) else None}
 
 
+def _twin_result(results, arm):
+    """The finished twin of ``arm``'s seed, else of any seed of its design (the ceiling hardly depends on it)."""
+    if arm.twin.name in results:
+        return results[arm.twin.name]
+    prefix = arm.twin.name.rsplit('.s', 1)[0] + '.s'
+    return next((result for name, result in sorted(results.items()) if name.startswith(prefix)), None)
+
+
 def summarise(study: Study, with_energy: bool = True) -> dict:
     """Rows of every finished arm, plus the noise floor of every design with scratch seeds."""
     results = study.finished()
@@ -82,7 +91,7 @@ def summarise(study: Study, with_energy: bool = True) -> dict:
         row = {'arm': name, 'description': result['description'], 'params': result['params'],
                'wall_minutes': (result['train_seconds'] + result['eval_seconds'] + result['final_eval_seconds']) / 60,
                'seconds_per_iter': result['seconds_per_iter'], 'final': result['final'], 'sets': {}}
-        twin = None if arm.is_teacher or arm.is_twin else results.get(arm.twin.name)
+        twin = None if arm.is_teacher or arm.is_twin else _twin_result(results, arm)
         for set_name in set_names:
             psnr = result['final'][set_name]['psnr']
             entry = {'flattening': flattening(result['curve'], set_name)}
