@@ -129,10 +129,6 @@ class Arm:
         """The arm of this design's ReLU twin (same seed), whose twin may belong to another design."""
         return Arm.parse(f'{twin_design(self.design)}.twin.s{self.seed}')
 
-    @property
-    def scratch(self):
-        return Arm.parse(f'{self.design}.scratch.s{self.seed}')
-
     def dependencies(self) -> tuple['Arm', ...]:
         """Arms whose checkpoints this arm needs."""
         if self.is_teacher or self.is_twin:

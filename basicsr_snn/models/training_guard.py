@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from basicsr.utils import get_root_logger
 
+from basicsr_snn.utils.checks import check_int, check_keys, check_number
+
 GUARD_KEYS = ('max_skips', 'divergence_ratio')
 
 
@@ -35,11 +37,8 @@ class LossGuard:
     """
 
     def __init__(self, max_skips: int = 3, divergence_ratio: float | None = 1e4, option_key: str = 'train.loss_guard'):
-        if isinstance(max_skips, bool) or not isinstance(max_skips, int) or max_skips < 0:
-            raise ValueError(f'{option_key}.max_skips must be an integer >= 0, got {max_skips!r}')
-        if divergence_ratio is not None and (isinstance(divergence_ratio, bool) or
-                                             not isinstance(divergence_ratio, (int, float)) or divergence_ratio <= 1):
-            raise ValueError(f'{option_key}.divergence_ratio must be a number > 1 or ~ (off), got {divergence_ratio!r}')
+        check_int(f'{option_key}.max_skips', max_skips, 0)
+        check_number(f'{option_key}.divergence_ratio', divergence_ratio, above=1, allow_none=True)
         self.max_skips = max_skips
         self.divergence_ratio = divergence_ratio
         self.lowest_loss = math.inf
@@ -47,11 +46,7 @@ class LossGuard:
 
     @classmethod
     def from_options(cls, options: dict | None, option_key: str = 'train.loss_guard') -> 'LossGuard':
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(GUARD_KEYS))
-        if unknown:
-            raise ValueError(f'{option_key}: unknown key(s) {unknown}; valid keys: {list(GUARD_KEYS)}')
-        return cls(**options, option_key=option_key)
+        return cls(**check_keys(option_key, dict(options or {}), GUARD_KEYS), option_key=option_key)
 
     def loss_problem(self, total_loss: torch.Tensor) -> str | None:
         """Why ``total_loss`` must not be back-propagated on any rank (None: it may)."""
@@ -103,6 +98,4 @@ def _agreed(flags, device):
 
 
 def check_grad_clip_norm(value, option_key: str = 'train.grad_clip_norm') -> float | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-        raise ValueError(f'{option_key} must be a number > 0 or ~ (no clipping), got {value!r}')
-    return value
+    return check_number(option_key, value, above=0, allow_none=True)
