@@ -212,17 +212,17 @@ def test_torchrun_two_ranks_distill_and_validate(tmp_path, data_root, teacher_pa
     script = tmp_path / 'train_recording_keys.py'
     script.write_text(RANK_KEYS_TRAIN_SCRIPT)
     options = training_options(tmp_path, data_root, 'distill_ddp', 'DistillSNNModel', total_iter=3,
-                               teacher_path=teacher_path, ema_decay=0.9)
+                               teacher_path=teacher_path, ema_decay=0.9, rate_opt={'target': 0., 'loss_weight': 0.1})
     run_entry_point(script, write_options(tmp_path / 'train.yml', options), cwd=tmp_path, launcher='pytorch', nproc=2)
 
     keys = [(tmp_path / f'loss_keys_rank{rank}.txt').read_text().splitlines() for rank in (0, 1)]
     assert len(keys[0]) == 3 and keys[0] == keys[1]
-    assert set(keys[0][0].split()) == LOSS_KEYS
+    assert set(keys[0][0].split()) == LOSS_KEYS | {'l_rate'}
     log = read_train_log(tmp_path / 'experiments' / 'distill_ddp')
     assert 'World size (gpu number): 2' in log
     assert len(re.findall(r'Teacher PSNR on tiny_val: \d+\.\d\d dB', log)) == 1
     assert len(re.findall(r'# psnr: +\d+\.\d+', log)) == 2  # at val_freq and after training
-    assert re.search(r'l_hint_dec1: \S+ l_hint_dec2: \S+ firing_rate: \S+', log)
+    assert re.search(r'l_rate: \S+ distill_weight: \S+ l_hint_dec1: \S+ l_hint_dec2: \S+ firing_rate: \S+', log)
     models = tmp_path / 'experiments' / 'distill_ddp' / 'models'
     assert (models / 'net_adapters_latest.pth').is_file() and (models / 'net_g_latest.pth').is_file()
     assert torch.load(models / 'net_g_latest.pth')['params'].keys() == build_student_keys()

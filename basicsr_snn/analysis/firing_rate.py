@@ -83,16 +83,20 @@ class FiringRateMonitor(_ModulesOfTypes):
         model (nn.Module): Network to watch.
         neuron_types (tuple[type]): Module classes whose outputs are spikes. Default:
             spikingjelly's ``BaseNode`` and ``SimpleBaseNode`` (LIF, IF, PLIF, ...).
+        keep_graph (bool): Keep the spike counts in the autograd graph, so that
+            :meth:`mean_rate_tensor` can be penalised (the firing-rate budget of training).
+            Default: False (counts detached, in float64).
     """
 
-    def __init__(self, model, neuron_types=SPIKING_NEURON_TYPES):
+    def __init__(self, model, neuron_types=SPIKING_NEURON_TYPES, keep_graph=False):
         super().__init__(model, neuron_types)
+        self.keep_graph = keep_graph
         self._spikes = {}
         self._elements = defaultdict(int)
 
     def _hook(self, name):
         def record_output(_module, _inputs, output):
-            total = output.detach().sum(dtype=torch.float64)
+            total = output.sum() if self.keep_graph else output.detach().sum(dtype=torch.float64)
             self._spikes[name] = self._spikes[name] + total if name in self._spikes else total
             self._elements[name] += output.numel()
 
@@ -119,6 +123,13 @@ class FiringRateMonitor(_ModulesOfTypes):
         """Fraction of ones over every recorded neuron output; ``nan`` if nothing was recorded."""
         elements = sum(self._elements.values())
         return sum(float(total) for total in self._spikes.values()) / elements if elements else float('nan')
+
+    def mean_rate_tensor(self) -> torch.Tensor:
+        """:meth:`mean_rate` as a tensor on the network's device, without a host sync (with its graph
+        under ``keep_graph``)."""
+        if not self._spikes:
+            raise RuntimeError('FiringRateMonitor recorded no spiking neuron output')
+        return sum(self._spikes.values()) / sum(self._elements.values())
 
 
 class SynapticInputMonitor(_ModulesOfTypes):

@@ -23,8 +23,11 @@ from basicsr_snn.analysis import FiringRateMonitor
 from basicsr_snn.models import log_messages, preflight
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
-from basicsr_snn.utils.checks import named_errors
+from basicsr_snn.utils.checks import check_keys, named_errors
 from basicsr_snn.utils.hooks import evaluating
+
+
+RATE_OPTION_KEYS = ('type', 'target', 'loss_weight')
 
 
 def build_network_from_options(opt: dict, key: str) -> torch.nn.Module:
@@ -87,6 +90,12 @@ class SNNModel(SRModel):
             training stops; ``divergence_ratio`` [1e4], a total loss above this x the lowest one
             so far counts as diverged (``~``: off). See :mod:`.training_guard`.
         train.grad_clip_norm (float | None): clip the gradient norm to this value. Default: ~.
+        train.rate_opt (dict, optional): a firing-rate budget, ``loss_weight * max(0, rate -
+            target)`` on the mean firing rate of the spiking neurons (:class:`FiringRateLoss`;
+            ``type`` may be omitted), logged as ``l_rate``. The rates are recorded by hooks during
+            the training forward (no second pass)::
+
+                rate_opt: {target: 0.1, loss_weight: 1.0e-2}
         path.strict_load_g (bool): with ``false``, ``pretrain_network_g`` loads every tensor
             whose name and shape match and the log names the rest (twin initialisation: a
             trained ``SpikerIRReLU`` into its ``SpikerIR``); no match at all is an error.
@@ -160,6 +169,18 @@ class SNNModel(SRModel):
         super().init_training_settings()
         fft_opt = train_opt.get('fft_opt')
         self.cri_fft = build_loss(fft_opt).to(self.device) if fft_opt else None
+        self.cri_rate = self._build_rate_loss(train_opt.get('rate_opt'))
+
+    def _build_rate_loss(self, rate_opt):
+        """``train.rate_opt`` -> a :class:`FiringRateLoss` (or another registered loss of a rate), or None."""
+        if rate_opt is None:
+            return None
+        check_keys('train.rate_opt', rate_opt, RATE_OPTION_KEYS)
+        if not FiringRateMonitor(self.get_bare_model(self.net_g)).targets:
+            raise ValueError(f'train.rate_opt: network_g ({type(self.get_bare_model(self.net_g)).__name__}) has no '
+                             'spiking neuron whose rate could be penalised; remove train.rate_opt')
+        with named_errors('train.rate_opt', ('target', 'loss_weight')):
+            return build_loss({'type': 'FiringRateLoss', **rate_opt}).to(self.device)
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
         """Any ``torch.optim`` optimizer by class name (BasicSR 1.4.2 knows ``Adam`` only)."""
@@ -196,19 +217,26 @@ class SNNModel(SRModel):
                 if value is not None:
                     loss_dict[key] = value
                     l_total = l_total + value
+        if self.cri_rate is not None:
+            loss_dict['l_rate'] = self.cri_rate(self._spike_monitor.mean_rate_tensor())
+            l_total = l_total + loss_dict['l_rate']
         return l_total, loss_dict
 
     def optimize_parameters(self, current_iter):
         bare_net = self.get_bare_model(self.net_g)
-        monitor = FiringRateMonitor(bare_net) if self._logs_at(current_iter) else None
+        monitor = None
+        if self.cri_rate is not None or self._logs_at(current_iter):
+            monitor = FiringRateMonitor(bare_net, keep_graph=self.cri_rate is not None)
         if monitor is not None and not monitor.targets:
             monitor = None
+        self._spike_monitor = monitor
         self.optimizer_g.zero_grad()
         # a skipped step must not leave its batch in the BN running statistics either
         buffers_before = {name: buffer.detach().clone() for name, buffer in bare_net.named_buffers()}
         with monitor if monitor is not None else nullcontext():
             self.forward_student()
         l_total, loss_dict = self.compute_losses(current_iter)
+        self._spike_monitor = None
         problem = self.loss_guard.loss_problem(l_total)
         if problem is None:
             l_total.backward()
@@ -223,8 +251,8 @@ class SNNModel(SRModel):
                     buffer.copy_(buffers_before[name])
             self.loss_guard.skip(current_iter, problem, loss_dict, self._last_checkpoint_hint())
         functional.reset_net(bare_net)
-        if monitor is not None:
-            loss_dict['firing_rate'] = torch.tensor(monitor.mean_rate(), device=self.device)
+        if monitor is not None and self._logs_at(current_iter):
+            loss_dict['firing_rate'] = monitor.mean_rate_tensor().detach().float()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)

@@ -33,14 +33,17 @@ def check_int(key: str, value, minimum: int | None = None) -> int:
 
 
 def check_number(key: str, value, minimum: float | None = None, above: float | None = None,
-                 allow_none: bool = False) -> float | None:
-    """A real number (not a bool), ``>= minimum`` and ``> above`` when given; None too with ``allow_none``."""
+                 allow_none: bool = False, maximum: float | None = None) -> float | None:
+    """A real number (not a bool), ``>= minimum``, ``> above`` and ``<= maximum`` when given; None too with
+    ``allow_none``."""
     if value is None and allow_none:
         return value
     bad = isinstance(value, bool) or not isinstance(value, Real)
     bad = bad or (minimum is not None and value < minimum) or (above is not None and value <= above)
+    bad = bad or (maximum is not None and value > maximum)
     if bad:
-        bounds = [f'>= {minimum}'] * (minimum is not None) + [f'> {above}'] * (above is not None)
+        bounds = ([f'>= {minimum}'] * (minimum is not None) + [f'> {above}'] * (above is not None)
+                  + [f'<= {maximum}'] * (maximum is not None))
         wording = f'a number {" and ".join(bounds)}'.rstrip() + (' or ~' if allow_none else '')
         raise ValueError(f'{key} must be {wording}, got {value!r}')
     return value
