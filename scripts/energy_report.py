@@ -15,8 +15,13 @@ The ReLU twin is built from the student options (type ``<student type>ReLU``, th
 arguments it accepts); its weights do not matter, since an ANN costs all its MACs. Images:
 the first N of ``--images`` (default: the demo validation set, else scikit-image's camera),
 resized to cover ``--size`` and center-cropped. Convention: ``basicsr_snn.analysis.energy``.
-Writes a JSON report (``--out``) and a bar chart of the student's per-layer input spike
-rates (``--plot``). Compute energy only: memory traffic is not included.
+Per network it gives compute energy (MACs and SOPs, our convention), memory energy (weights,
+activations, membranes) under two sets of assumptions (``gpu``: spikes as fp32 values and membranes
+written back; ``neuromorphic``: spikes as bits and local membranes) and their totals, and beside
+them spikingjelly's own estimators (``estimate_simple_energy`` with and without memory,
+``estimate_lemaire_energy``, or the reason it cannot run). Writes a JSON report (``--out``; each
+network's ``compute_pj``, ``memory_pj``, ``total_pj`` follow ``--memory``) and a bar chart of the
+student's per-layer input spike rates (``--plot``).
 """
 import argparse
 import inspect
@@ -32,8 +37,9 @@ import basicsr_snn  # noqa: F401  (before basicsr: its import shims; registers t
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES, analyse_energy,
-                                  calibrate_batchnorm, format_count, format_energy)
+from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_ASSUMPTIONS, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES,
+                                  analyse_energy, calibrate_batchnorm, format_count, format_energy,
+                                  spikingjelly_estimates)
 from basicsr_snn.data.image_io import list_images, read_image
 from basicsr_snn.utils.checkpoint import load_weights
 
@@ -136,21 +142,49 @@ def to_tensor(images, channels):
 
 
 def summary_table(reports):
-    header = f'{"network":<8} {"arch":<14} {"params":>8} {"MACs":>8} {"SOPs":>8} {"mean rate":>9} {"energy/image":>12}'
+    memory_columns = ''.join(f' {"memory " + name:>19} {"total " + name:>18}' for name in MEMORY_ASSUMPTIONS)
+    header = (f'{"network":<8} {"arch":<14} {"params":>8} {"MACs":>8} {"SOPs":>8} {"mean rate":>9} {"compute":>9}'
+              + memory_columns)
     lines = [header, '-' * len(header)]
-    for role, (arch, report) in reports.items():
+    for role, (arch, report, _) in reports.items():
         rate = '-' if np.isnan(report.mean_input_rate) else f'{report.mean_input_rate:.4f}'
+        memory = ''.join(f' {format_energy(report.memory(name).energy_pj):>19} {format_energy(report.total_pj(name)):>18}'
+                         for name in MEMORY_ASSUMPTIONS)
         lines.append(f'{role:<8} {arch["type"]:<14} {format_count(report.params):>8} {format_count(report.macs):>8} '
-                     f'{format_count(report.sops):>8} {rate:>9} {format_energy(report.energy_pj):>12}')
+                     f'{format_count(report.sops):>8} {rate:>9} {format_energy(report.energy_pj):>9}' + memory)
+    lines += [f'memory {name}: {assumptions.describe()}' for name, assumptions in MEMORY_ASSUMPTIONS.items()]
+    return '\n'.join(lines)
+
+
+def estimates_table(reports):
+    """spikingjelly's estimators beside ours, one row per network and estimator."""
+    header = f'{"network":<8} {"estimator":<31} {"compute":>9} {"memory":>9} {"total":>9}'
+    lines, models = [header, '-' * len(header)], {}
+    for role, (_, report, estimates) in reports.items():
+        lines.append(f'{role:<8} {"ours (gpu memory)":<31} {format_energy(report.energy_pj):>9} '
+                     f'{format_energy(report.memory("gpu").energy_pj):>9} {format_energy(report.total_pj("gpu")):>9}')
+        for name, estimate in estimates.items():
+            models[name.split(' (')[0]] = estimate['model']
+            if 'unavailable' in estimate:
+                lines.append(f'{role:<8} {name:<31} unavailable: {estimate["unavailable"]}')
+                continue
+            memory = '-' if estimate['memory_pj'] is None else format_energy(estimate['memory_pj'])
+            lines.append(f'{role:<8} {name:<31} {format_energy(estimate["compute_pj"]):>9} {memory:>9} '
+                         f'{format_energy(estimate["total_pj"]):>9}')
+    lines += [f'{name}: {model}' for name, model in models.items()]
     return '\n'.join(lines)
 
 
 def ratios(reports):
-    """Student / other network ratios of energy per image and of parameters."""
+    """Student / other network ratios of compute energy, of total energy under each memory assumption
+    and of parameters, per image."""
     student = reports['student'][1]
     return {
-        f'student/{role}': {'energy': student.energy_pj / report.energy_pj, 'params': student.params / report.params}
-        for role, (_, report) in reports.items() if role != 'student'
+        f'student/{role}': {'energy': student.energy_pj / report.energy_pj,
+                            **{f'total_{name}': student.total_pj(name) / report.total_pj(name)
+                               for name in MEMORY_ASSUMPTIONS},
+                            'params': student.params / report.params}
+        for role, (_, report, _) in reports.items() if role != 'student'
     }
 
 
@@ -191,6 +225,9 @@ def parse_args(argv):
                         help='45 nm energy preset (default fp32)')
     parser.add_argument('--mac-pj', type=float, help='energy per MAC in pJ (overrides the preset)')
     parser.add_argument('--ac-pj', type=float, help='energy per accumulate in pJ (overrides the preset)')
+    parser.add_argument('--memory', default='gpu', choices=tuple(MEMORY_ASSUMPTIONS),
+                        help='memory assumptions of the JSON\'s memory_pj / total_pj (default gpu; both are printed)')
+    parser.add_argument('--no-spikingjelly', action='store_true', help="skip spikingjelly's estimators")
     parser.add_argument('--calibrate-bn', action='store_true',
                         help="set the student's batch-norm statistics on the images first (for untrained students)")
     parser.add_argument('--seed', type=int, default=0, help='seed of the initial weights of unloaded networks')
@@ -223,6 +260,8 @@ def main(argv=None):
 
     reports = {}
     for role, (arch, checkpoint, param_key, strict) in specs.items():
+        print(f'Analysing the {role} ({arch["type"]}) on {len(names)} image(s) of {args.size[0]}x{args.size[1]}...',
+              flush=True)
         torch.manual_seed(args.seed)
         net = build(arch)
         if checkpoint:
@@ -233,7 +272,9 @@ def main(argv=None):
         inputs = to_tensor(images, input_channels(net))
         if role == 'student' and args.calibrate_bn:
             calibrate_batchnorm(net, inputs)
-        reports[role] = (arch, analyse_energy(net, inputs, spiking=role == 'student', **energy_options))
+        report = analyse_energy(net, inputs, spiking=role == 'student', **energy_options)
+        estimates = {} if args.no_spikingjelly else spikingjelly_estimates(net, inputs[:1], report.mac_pj, report.ac_pj)
+        reports[role] = (arch, report, estimates)
 
     student = reports['student'][1]
     height, width = args.size
@@ -242,17 +283,20 @@ def main(argv=None):
     print(f'Per image at {height}x{width}, {len(names)} image(s) ({", ".join(names)}), {args.precision}: '
           f'MAC {student.mac_pj} pJ, AC {student.ac_pj} pJ; student T={student.time_steps}.')
     print(summary_table(reports))
+    if not args.no_spikingjelly:
+        print()
+        print(estimates_table(reports))
     result_ratios = ratios(reports)
     for pair, values in result_ratios.items():
-        print(f'{pair}: energy {values["energy"]:.4g} (1/{1 / values["energy"]:.3g}), params {values["params"]:.4g} '
-              f'(1/{1 / values["params"]:.3g})')
+        print(f'{pair}: ' + ', '.join(f'{key} {value:.4g} (1/{1 / value:.3g})' for key, value in values.items()))
     print(MEMORY_NOTE)
 
     result = {
         'image_size': [height, width],
         'images': names,
-        'networks': {role: {'arch': arch, 'checkpoint': specs[role][1], **report.to_dict()}
-                     for role, (arch, report) in reports.items()},
+        'networks': {role: {'arch': arch, 'checkpoint': specs[role][1], **report.to_dict(args.memory),
+                            'estimates': estimates}
+                     for role, (arch, report, estimates) in reports.items()},
         'ratios': result_ratios,
         'note': MEMORY_NOTE,
     }

@@ -65,6 +65,33 @@ def test_two_layer_network_matches_hand_count():
     assert analyse_energy(TwoLayerSNN(T=2), staircase_image(), precision='int8').energy_pj == pytest.approx(16.0)
 
 
+def test_memory_traffic_of_the_two_layer_network_matches_hand_count():
+    report = analyse_energy(TwoLayerSNN(T=2), staircase_image())
+    # weights, read once per step: encoder 2 x 1 step + synapse 18 x 2 steps = 38 values
+    # activations: encoder reads 16 analog pixels, writes 2 x 16; synapse reads 2 steps x 2 x 16 = 64
+    #   spikes, writes 2 steps x 16
+    # membranes: the IF neuron updates 64 entries (2 steps x 2 x 16), each read and written
+    gpu = report.memory('gpu')  # fp32 everywhere, 4 bytes
+    assert (gpu.weight_bytes, gpu.activation_bytes, gpu.membrane_bytes) == (38 * 4, (16 + 32 + 64 + 32) * 4, 128 * 4)
+    assert gpu.energy_pj == pytest.approx(1240 * 24.96)
+    neuromorphic = report.memory('neuromorphic')  # spikes as bits: 64 spikes = 8 bytes; membranes local
+    assert (neuromorphic.weight_bytes, neuromorphic.activation_bytes, neuromorphic.membrane_bytes) == (
+        152, (16 + 32 + 32) * 4 + 8, 0)
+    assert report.total_pj('neuromorphic') == pytest.approx(406.4 + 480 * 24.96)
+    with pytest.raises(ValueError, match=r"memory assumptions must be one of \('gpu', 'neuromorphic'\)"):
+        report.memory('hbm')
+
+
+def test_ann_moves_no_membranes_and_no_bits():
+    ann = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1))
+    report = analyse_energy(ann, staircase_image(), spiking=False)
+    # weights 2 + 2 biases + 18 + 1 bias; activations (16 + 32) + (32 + 16), all fp32
+    expected = ((4 + 19) * 4, 96 * 4, 0)
+    for assumptions in ('gpu', 'neuromorphic'):
+        traffic = report.memory(assumptions)
+        assert (traffic.weight_bytes, traffic.activation_bytes, traffic.membrane_bytes) == expected
+
+
 def test_time_steps_follow_the_network():
     report = analyse_energy(TwoLayerSNN(T=3), staircase_image())
     # Spikes per pixel over 3 steps (channel x + channel 0.5 x):

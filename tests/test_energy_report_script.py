@@ -46,7 +46,7 @@ def test_report_from_options_file(energy_report, tmp_path, capsys):
                                  '--precision', 'int8', '--calibrate-bn', '--out', str(out)])
 
     printed = capsys.readouterr().out
-    assert 'memory traffic' in printed and 'is not included' in printed
+    assert 'memory gpu: spikes as 4-byte values' in printed and 'spikingjelly simple (+ memory)' in printed
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result, default=str))
     assert saved['image_size'] == [32, 32] and saved['images'] == ['a.png', 'b.png']
@@ -59,6 +59,17 @@ def test_report_from_options_file(energy_report, tmp_path, capsys):
         assert networks[role]['sops'] == 0 and networks[role]['mean_input_rate'] is None
         ratio = saved['ratios'][f'student/{role}']['energy']
         assert ratio == pytest.approx(networks['student']['energy_pj'] / networks[role]['energy_pj'])
+    for role, network in networks.items():
+        assert network['compute_pj'] == network['energy_pj'] and network['memory_assumptions'] == 'gpu'
+        assert network['total_pj'] == pytest.approx(network['compute_pj'] + network['memory_pj'])
+        assert network['memory']['gpu']['memory_pj'] == network['memory_pj'] > 0
+        assert network['memory']['neuromorphic']['memory_pj'] <= network['memory_pj']
+        simple = network['estimates']['spikingjelly simple (+ memory)']
+        assert simple['total_pj'] == pytest.approx(simple['compute_pj'] + simple['memory_pj'])
+        lemaire = network['estimates']['spikingjelly lemaire']
+        assert 'total_pj' in lemaire or 'ThresholdDependentBatchNorm2d' in lemaire['unavailable'] or role == 'teacher'
+    assert saved['ratios']['student/twin']['total_neuromorphic'] == pytest.approx(
+        networks['student']['memory']['neuromorphic']['total_pj'] / networks['twin']['memory']['neuromorphic']['total_pj'])
     assert saved['ratios']['student/teacher']['params'] == pytest.approx(
         networks['student']['params'] / networks['teacher']['params'])
     assert out.with_suffix('.png').stat().st_size > 0

@@ -1,8 +1,10 @@
-"""Firing rates, MAC / SOP counts and compute-energy estimates (the convention: ``energy.py``).
+"""Firing rates, MAC / SOP counts, compute- and memory-energy estimates (conventions: ``energy.py``, ``memory.py``).
 
 * :func:`analyse_energy` -> :class:`EnergyReport`: per-layer MACs (mmengine), input spike
   rates (forward pre-hooks), SOPs and energy per image for a spiking network, its ReLU twin
   or an ANN teacher, with 45 nm presets (:data:`ENERGY_PRESETS_45NM`).
+* :meth:`EnergyReport.memory`: memory traffic under :data:`MEMORY_ASSUMPTIONS` (``gpu``,
+  ``neuromorphic``); :func:`spikingjelly_estimates`: spikingjelly's own estimators beside ours.
 * :class:`FiringRateMonitor`: cheap per-neuron-module firing rates during a normal forward,
   aggregated per level with :meth:`FiringRateMonitor.rates_by_level` (for validation logs).
 * :func:`calibrate_batchnorm`: batch-norm statistics from real images, for untrained networks.
@@ -13,9 +15,12 @@ from basicsr_snn.analysis.energy import (ENERGY_PRESETS_45NM, MEMORY_NOTE, Energ
 from basicsr_snn.analysis.firing_rate import (SPIKING_NEURON_TYPES, SYNAPTIC_LAYER_TYPES, FiringRateMonitor,
                                               SynapticInputMonitor, aggregate_by_level)
 from basicsr_snn.analysis.macs import MacCount, count_macs
+from basicsr_snn.analysis.memory import MEMORY_ASSUMPTIONS, MemoryAssumptions, MemoryTraffic, memory_traffic
+from basicsr_snn.analysis.spikingjelly_estimates import spikingjelly_estimates
 
 __all__ = [
     'calibrate_batchnorm', 'ENERGY_PRESETS_45NM', 'MEMORY_NOTE', 'EnergyReport', 'LayerEnergy', 'analyse_energy',
     'energy_per_op', 'format_count', 'format_energy', 'SPIKING_NEURON_TYPES', 'SYNAPTIC_LAYER_TYPES',
-    'FiringRateMonitor', 'SynapticInputMonitor', 'aggregate_by_level', 'MacCount', 'count_macs'
+    'FiringRateMonitor', 'SynapticInputMonitor', 'aggregate_by_level', 'MacCount', 'count_macs', 'MEMORY_ASSUMPTIONS',
+    'MemoryAssumptions', 'MemoryTraffic', 'memory_traffic', 'spikingjelly_estimates'
 ]

@@ -18,9 +18,10 @@ The convention (the README's "Energy" section states it for users):
   accumulate per output element, in spiking and ANN networks alike.
 * Energy = MACs x E_MAC + (SOPs + additions) x E_AC, with 45 nm figures from Horowitz (ISSCC 2014).
 
-Not included: memory traffic (weights, activations, membrane potentials), neuron state
-updates, other element-wise operations and biases. Batch normalization is treated as folded into
-the neighbouring layer (free) unless ``fold_batchnorm=False``.
+Not included in compute: neuron state updates, other element-wise operations and biases. Batch
+normalization is treated as folded into the neighbouring layer (free) unless
+``fold_batchnorm=False``. Memory traffic (weights, activations, membrane potentials) is a
+separate figure, :meth:`EnergyReport.memory`, under the assumptions of :mod:`.memory`.
 """
 import math
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from spikingjelly.activation_based.op_counter import SimpleEnergyCostConfig
 
 from basicsr_snn.analysis.firing_rate import AdditionCounter, FiringRateMonitor, SynapticInputMonitor
 from basicsr_snn.analysis.macs import count_macs
+from basicsr_snn.analysis.memory import MEMORY_ASSUMPTIONS, MemoryAssumptions, MemoryTraffic, memory_traffic
 from basicsr_snn.utils.hooks import evaluating
 
 #: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add;
@@ -40,8 +42,9 @@ ENERGY_PRESETS_45NM = {
     for precision, preset in ((name, getattr(SimpleEnergyCostConfig, name)()) for name in ('fp32', 'fp16', 'int8'))
 }
 
-MEMORY_NOTE = ('Compute energy only: memory traffic (weights, activations, membrane potentials) '
-               'is not included.')
+MEMORY_NOTE = ('Compute = MACs x E_MAC + (SOPs + additions) x E_AC. Memory = weights read once per step, '
+               'layer inputs and outputs moved once, membranes read and written every step unless local '
+               '(basicsr_snn.analysis.memory). Total = compute + memory.')
 
 
 def energy_per_op(precision: str = 'fp32', mac_pj: float | None = None,
@@ -99,6 +102,8 @@ class LayerEnergy:
         sops (float): Synaptic operations (ACs), ``input_rate x steps x macs_per_step``; 0 if analog.
         macs (float): MACs costed as multiply-accumulates, ``steps x macs_per_step``; 0 if spike-fed.
         energy_pj (float): ``sops x ac_pj + macs x mac_pj``.
+        parameters (int): The layer's weights and bias, read once per step.
+        input_elements (float), output_elements (float): Input / output entries over all its steps.
     """
     name: str
     type: str
@@ -109,6 +114,9 @@ class LayerEnergy:
     sops: float
     macs: float
     energy_pj: float
+    parameters: int = 0
+    input_elements: float = 0.
+    output_elements: float = 0.
 
 
 @dataclass
@@ -126,6 +134,8 @@ class EnergyReport:
         other_macs (dict[str, float]): MACs of operators outside conv / linear layers (per
             mmengine operator name), costed as MACs.
         neuron_rates (dict[str, float]): Firing rate of each spiking neuron module.
+        neuron_elements (dict[str, float]): Output entries of each spiking neuron module per image,
+            over all steps (the membrane updates).
         additions (float): Element-wise residual / skip additions per image, costed as ACs.
     """
     image_size: tuple
@@ -157,6 +167,18 @@ class EnergyReport:
     def energy_uj(self):
         return self.energy_pj * 1e-6
 
+    def memory(self, assumptions: str | MemoryAssumptions = 'gpu') -> MemoryTraffic:
+        """Memory traffic per image under ``assumptions`` (a :data:`MEMORY_ASSUMPTIONS` name or an instance)."""
+        if isinstance(assumptions, str):
+            if assumptions not in MEMORY_ASSUMPTIONS:
+                raise ValueError(f'memory assumptions must be one of {tuple(MEMORY_ASSUMPTIONS)}, got {assumptions!r}')
+            assumptions = MEMORY_ASSUMPTIONS[assumptions]
+        return memory_traffic(self.layers, self.neuron_elements, assumptions)
+
+    def total_pj(self, assumptions: str | MemoryAssumptions = 'gpu') -> float:
+        """Compute plus memory energy per image."""
+        return self.energy_pj + self.memory(assumptions).energy_pj
+
     @property
     def mean_input_rate(self):
         """Input rate of the spike-fed layers weighted by their dense MACs (= SOPs / dense MACs);
@@ -171,11 +193,20 @@ class EnergyReport:
         spikes = sum(self.neuron_rates[name] * self.neuron_elements[name] for name in self.neuron_rates)
         return spikes / elements if elements else float('nan')
 
-    def to_dict(self) -> dict:
-        """JSON-ready dict: every attribute plus the totals (undefined mean rates as None)."""
+    def to_dict(self, memory: str = 'gpu') -> dict:
+        """JSON-ready dict: every attribute plus the totals (undefined mean rates as None).
+
+        ``energy_pj`` / ``compute_pj`` are the compute energy; ``memory_pj`` and ``total_pj`` follow
+        the ``memory`` assumptions; ``memory`` holds the traffic under every named assumption set.
+        """
         report = asdict(self)
         report.pop('neuron_elements')
         report.update(sops=self.sops, macs=self.macs, energy_pj=self.energy_pj, energy_uj=self.energy_uj,
+                      compute_pj=self.energy_pj, memory_assumptions=memory,
+                      memory_pj=self.memory(memory).energy_pj, total_pj=self.total_pj(memory),
+                      memory={name: dict(self.memory(name).to_dict(), total_pj=self.total_pj(name),
+                                         assumptions=MEMORY_ASSUMPTIONS[name].describe())
+                              for name in MEMORY_ASSUMPTIONS},
                       mean_input_rate=_defined(self.mean_input_rate), mean_firing_rate=_defined(self.mean_firing_rate),
                       note=MEMORY_NOTE)
         return report
@@ -206,7 +237,9 @@ class EnergyReport:
                   f'(MAC {self.mac_pj} pJ, AC {self.ac_pj} pJ), rates over {self.num_images} image(s)',
                   f'params {format_count(self.params)} | MACs {format_count(self.macs)} | '
                   f'SOPs {format_count(self.sops)} | mean input rate {self.mean_input_rate:.4f} | '
-                  f'mean firing rate {self.mean_firing_rate:.4f} | energy {format_energy(self.energy_pj)}',
+                  f'mean firing rate {self.mean_firing_rate:.4f} | compute energy {format_energy(self.energy_pj)}',
+                  'memory: ' + ', '.join(f'{name} {format_energy(self.memory(name).energy_pj)}'
+                                         for name in MEMORY_ASSUMPTIONS),
                   MEMORY_NOTE]
         return '\n'.join(lines)
 
@@ -247,6 +280,7 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
     time_steps = getattr(model, 'T', None)
 
     num_images = images.shape[0]
+    modules = dict(inputs.targets)
     layer_types = {name: type(module).__name__ for name, module in inputs.targets}
     layers = []
     for name in inputs.recorded():
@@ -257,10 +291,14 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         sops, layer_macs = (rate * dense, 0.0) if spike_fed else (0.0, dense)
         layers.append(LayerEnergy(name=name, type=layer_types[name], steps=steps,
                                   macs_per_step=dense / steps, input_rate=rate, spike_fed=spike_fed, sops=sops,
-                                  macs=layer_macs, energy_pj=sops * ac_pj + layer_macs * mac_pj))
+                                  macs=layer_macs, energy_pj=sops * ac_pj + layer_macs * mac_pj,
+                                  parameters=sum(p.numel() for p in modules[name].parameters()),
+                                  input_elements=inputs.elements[name] / num_images,
+                                  output_elements=inputs.output_elements[name] / num_images))
     return EnergyReport(image_size=tuple(images.shape[-2:]), num_images=num_images, time_steps=time_steps,
                         precision=precision, mac_pj=mac_pj, ac_pj=ac_pj,
                         params=sum(p.numel() for p in model.parameters()), layers=layers,
                         other_macs={op: float(count) for op, count in macs.outside(inputs.recorded()).items()},
-                        neuron_rates=neurons.rates(), neuron_elements=neurons.counts(),
+                        neuron_rates=neurons.rates(),
+                        neuron_elements={name: count / num_images for name, count in neurons.counts().items()},
                         additions=additions.count / num_images)

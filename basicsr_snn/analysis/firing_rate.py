@@ -135,8 +135,9 @@ class FiringRateMonitor(_ModulesOfTypes):
 class SynapticInputMonitor(_ModulesOfTypes):
     """Record, for each conv / linear layer, how sparse and whether binary its inputs are.
 
-    Per layer it keeps: the number of nonzero input entries and of all input entries, whether
-    every input seen was binary (only 0 and 1), and the summed leading dimension of the inputs.
+    Per layer it keeps: the number of nonzero input entries and of all input and output entries,
+    whether every input seen was binary (only 0 and 1), and the summed leading dimension of the
+    inputs.
     When images are fed one at a time, the leading dimension is the number of time steps the
     layer processed: ``T`` for a multi-step layer fed ``(T, 1, C, H, W)`` or a layer inside
     ``SeqToANNContainer`` fed ``(T*1, C, H, W)``, ``1`` for a layer that runs once (e.g. an
@@ -154,10 +155,11 @@ class SynapticInputMonitor(_ModulesOfTypes):
         self._nonzero = {}
         self._binary = {}
         self.elements = defaultdict(int)
+        self.output_elements = defaultdict(int)
         self.leading = defaultdict(int)
 
     def _hook(self, name):
-        def record_input(_module, inputs):
+        def record_input(_module, inputs, output):
             x = inputs[0].detach()
             nonzero = x.count_nonzero()
             binary = torch.logical_or(x == 0, x == 1).all()
@@ -167,9 +169,10 @@ class SynapticInputMonitor(_ModulesOfTypes):
             else:
                 self._nonzero[name], self._binary[name] = nonzero, binary
             self.elements[name] += x.numel()
+            self.output_elements[name] += output.numel()
             self.leading[name] += x.shape[0]
 
-        return 'pre', record_input
+        return 'forward', record_input
 
     def input_rate(self, name: str) -> float:
         """Fraction of nonzero entries among all inputs the layer received."""

@@ -1,0 +1,93 @@
+"""Memory-traffic energy of one image: moving weights, activations and membrane potentials.
+
+The model, per image, for every conv / linear layer that ran ``s`` time steps:
+
+* weights: every step reads the layer's weights and bias once (``s x`` its parameters);
+* activations: the layer reads its input and writes its output once; an input of binary spikes
+  (a spike-fed layer of a spiking network) takes 1 bit per entry under ``spike_bits``, a full
+  value otherwise;
+* membranes: every spiking neuron reads and writes its membrane potential once per step, unless
+  ``local_membranes`` (neuromorphic cores keep the state next to the neuron).
+
+Bytes = values x ``bytes_per_value`` (4: fp32), energy = bytes x ``pj_per_byte`` (spikingjelly's
+``SimpleEnergyCostConfig`` figure, 24.96 pJ per byte). What lies between two synaptic layers
+(norms, neuron inputs and spikes, attention gates, additions) is taken as fused with them and
+moves nothing of its own; so does an ANN's activation function.
+
+Two named sets of assumptions (:data:`MEMORY_ASSUMPTIONS`):
+
+* ``gpu``: spikes stored as full fp32 values, membranes written back every step (what a
+  GPU or CPU implementation does);
+* ``neuromorphic``: spikes stored as bits, membranes kept local.
+"""
+from dataclasses import asdict, dataclass
+
+from spikingjelly.activation_based.op_counter import SimpleEnergyCostConfig
+
+BITS_PER_BYTE = 8
+
+
+@dataclass(frozen=True)
+class MemoryAssumptions:
+    """How the memory traffic of one image is counted (see the module docstring).
+
+    Attributes:
+        spike_bits (bool): binary spike inputs take 1 bit per entry (else ``bytes_per_value``).
+        local_membranes (bool): membrane potentials stay in the neuron (no traffic).
+        bytes_per_value (float): bytes of a weight, an analog activation or a membrane value.
+        pj_per_byte (float): energy of moving one byte, in pJ.
+    """
+    spike_bits: bool
+    local_membranes: bool
+    bytes_per_value: float = 4.
+    pj_per_byte: float = SimpleEnergyCostConfig.fp32().e_memory_pj_per_byte
+
+    def describe(self) -> str:
+        spikes = 'spikes as bits' if self.spike_bits else f'spikes as {self.bytes_per_value:g}-byte values'
+        membranes = 'membranes local' if self.local_membranes else 'membranes read and written every step'
+        return f'{spikes}, {membranes}, {self.pj_per_byte:g} pJ/byte'
+
+
+MEMORY_ASSUMPTIONS = {
+    'gpu': MemoryAssumptions(spike_bits=False, local_membranes=False),
+    'neuromorphic': MemoryAssumptions(spike_bits=True, local_membranes=True),
+}
+
+
+@dataclass(frozen=True)
+class MemoryTraffic:
+    """Bytes moved per image, by kind, and their energy."""
+    weight_bytes: float
+    activation_bytes: float
+    membrane_bytes: float
+    pj_per_byte: float
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weight_bytes + self.activation_bytes + self.membrane_bytes
+
+    @property
+    def energy_pj(self) -> float:
+        return self.total_bytes * self.pj_per_byte
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), total_bytes=self.total_bytes, memory_pj=self.energy_pj)
+
+
+def memory_traffic(layers, neuron_elements: dict[str, float], assumptions: MemoryAssumptions) -> MemoryTraffic:
+    """The traffic of one image.
+
+    Args:
+        layers (list[LayerEnergy]): per-layer records of :func:`~basicsr_snn.analysis.analyse_energy`
+            (``steps``, ``parameters``, ``input_elements``, ``output_elements``, ``spike_fed``).
+        neuron_elements (dict[str, float]): per spiking neuron module, its output entries per
+            image over all steps (= membrane updates).
+        assumptions (MemoryAssumptions): what is stored how.
+    """
+    value = assumptions.bytes_per_value
+    spike = 1 / BITS_PER_BYTE if assumptions.spike_bits else value
+    weights = sum(layer.steps * layer.parameters for layer in layers) * value
+    activations = sum(layer.input_elements * (spike if layer.spike_fed else value) + layer.output_elements * value
+                      for layer in layers)
+    membranes = 0. if assumptions.local_membranes else 2 * sum(neuron_elements.values()) * value
+    return MemoryTraffic(weights, activations, membranes, assumptions.pj_per_byte)
