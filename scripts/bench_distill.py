@@ -12,7 +12,6 @@ processes may share one ``--out`` (each takes the arms nobody holds). At the end
     python scripts/bench_distill.py --quick --out /tmp/gap_quick                # every arm, tiny budget
 """
 import argparse
-import logging
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -20,14 +19,11 @@ from pathlib import Path
 import torch
 
 import basicsr_snn  # noqa: F401  (registers the plugin)
-from basicsr.utils import get_root_logger
 from basicsr_snn.benchmarks.arms import DEFAULT_ARMS, DESIGNS, RECIPES, TEACHERS, Arm
-from basicsr_snn.benchmarks.study import Study, StudyProtocol
+from basicsr_snn.benchmarks.study import QUICK, Study, StudyProtocol, study_data_folders
 from basicsr_snn.benchmarks.study_report import write_report
-from basicsr_snn.data.demo_data import make_demo_dataset
-from basicsr_snn.data.paths import shared_datasets_root
+from basicsr_snn.utils.console import route_basicsr_log
 
-QUICK = dict(iters=4, teacher_iters=4, batch=2, crop=32, val_every=2, val_images=2, final_images=2)
 BUDGET_KEYS = ('iters', 'teacher_iters', 'batch', 'crop', 'lr', 'teacher_lr', 'lr_floor', 'val_every', 'val_images',
                'final_images', 'sigma')
 
@@ -66,35 +62,15 @@ def parse_args(argv=None):
 
 
 def protocol_from(args):
-    train_dir, val_dirs = data_folders(args)
+    try:
+        train_dir, val_dirs = study_data_folders(args.out, args.quick, args.train_dir, args.val_dirs)
+    except ValueError as error:
+        raise SystemExit(f'bench_distill.py: {error}') from None
     protocol = StudyProtocol(train_dir=str(train_dir), val_dirs=tuple(map(str, val_dirs)), teacher=args.teacher,
                              device=args.device)
     budget = dict(QUICK) if args.quick else {}
     budget.update({key: getattr(args, key) for key in BUDGET_KEYS if getattr(args, key) is not None})
     return replace(protocol, **budget)
-
-
-def data_folders(args):
-    """(train folder, [validation folders]); --quick without folders builds the demo set under --out."""
-    if args.quick and not args.train_dir and not args.val_dirs:
-        demo = make_demo_dataset(Path(args.out) / 'demo_data', tile_size=64, val_size=64)
-        return demo['train_gray'], [demo['val_gray']]
-    root = shared_datasets_root()
-    train_dir = Path(args.train_dir) if args.train_dir else root / 'Train400'
-    val_dirs = [Path(d) for d in args.val_dirs] if args.val_dirs else [root / 'Set12', root / 'BSD68']
-    for option, folder in [('--train-dir', train_dir)] + [('--val-dirs', d) for d in val_dirs]:
-        if not folder.is_dir():
-            raise SystemExit(f'{option}: {folder} is not a folder (datasets root: {root}; set BASICSR_SNN_DATASETS '
-                             f'or pass {option})')
-    return train_dir, val_dirs
-
-
-def route_basicsr_log(path):
-    """BasicSR's INFO messages (network printouts, loading notes) go to a file, not the console."""
-    logger = get_root_logger(log_level=logging.INFO, log_file=str(path))
-    for handler in logger.handlers:
-        if not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.WARNING)
 
 
 def main(argv=None):

@@ -29,12 +29,16 @@ from torch.utils.data import DataLoader, Subset
 
 from basicsr_snn.benchmarks.arms import LEVELS, RECIPES, TEACHERS, Arm, student_network
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model, evenly_spaced
+from basicsr_snn.data.demo_data import make_demo_dataset
+from basicsr_snn.data.paths import shared_datasets_root
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save
 
 OPTIONS_DIR = Path(__file__).resolve().parents[2] / 'options'
 RESULT, CHECKPOINT, PROGRESS, LOCK = 'result.json', 'net_g.pth', 'progress.pth', 'lock'
 MULTI_STEP_ARCHS = ('SpikerIR', 'SpikerIRReLU')
+#: the tiny budget of ``--quick`` runs (tests, a first look)
+QUICK = dict(iters=4, teacher_iters=4, batch=2, crop=32, val_every=2, val_images=2, final_images=2)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,32 @@ class StudyProtocol:
 
     def to_dict(self):
         return dict(asdict(self), val_dirs=list(self.val_dirs))
+
+    @classmethod
+    def of_study(cls, out: str | Path) -> 'StudyProtocol':
+        """The protocol stored in an existing study folder."""
+        path = Path(out) / 'protocol.json'
+        if not path.is_file():
+            raise ValueError(f'{out} holds no study ({path} is missing); run scripts/bench_distill.py --out {out} '
+                             'first, or give another folder')
+        stored = json.loads(path.read_text())
+        return cls(**dict(stored, val_dirs=tuple(stored['val_dirs'])))
+
+
+def study_data_folders(out, quick: bool, train_dir=None, val_dirs=None) -> tuple[Path, list[Path]]:
+    """(train folder, [validation folders]) of a study: the given ones, else the shared datasets'
+    Train400, Set12 and BSD68; ``quick`` without folders builds the demo set under ``out``."""
+    if quick and not train_dir and not val_dirs:
+        demo = make_demo_dataset(Path(out) / 'demo_data', tile_size=64, val_size=64)
+        return demo['train_gray'], [demo['val_gray']]
+    root = shared_datasets_root()
+    train_dir = Path(train_dir) if train_dir else root / 'Train400'
+    val_dirs = [Path(d) for d in val_dirs] if val_dirs else [root / 'Set12', root / 'BSD68']
+    for option, folder in [('--train-dir', train_dir)] + [('--val-dirs', d) for d in val_dirs]:
+        if not folder.is_dir():
+            raise ValueError(f'{option}: {folder} is not a folder (datasets root: {root}; set BASICSR_SNN_DATASETS '
+                             f'or pass {option})')
+    return train_dir, val_dirs
 
 
 def _load_yaml(name):
