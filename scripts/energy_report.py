@@ -47,7 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_IMAGES = REPO_ROOT / 'datasets' / 'demo' / 'val' / 'gray'
 TWIN_SUFFIX = 'ReLU'
-SPIKING_OPTIONS = ('T', 'neuron', 'tau', 'v_threshold', 'detach_reset', 'surrogate', 'surrogate_alpha')
+SPIKING_OPTIONS = ('T', 'neuron', 'tau', 'v_threshold', 'detach_reset', 'surrogate', 'surrogate_alpha',
+                   'neuron_backend')
 
 
 def parse_arch(text, option):

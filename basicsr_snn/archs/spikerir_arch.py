@@ -107,6 +107,9 @@ class SpikerIR(nn.Module):
             with probability clamp(pixel, 0, 1), different at every step). Default: ``'direct'``.
         shortcut (str): residual shortcut of every block, ``'membrane'`` (identity of the analog
             input) or ``'spike'`` (1x1 conv + tdBN of the input spikes). Default: ``'membrane'``.
+        neuron_backend (str): ``'auto'`` (the fused CPU kernel where it pays), ``'fused'`` or
+            ``'spikingjelly'``; ``$BASICSR_SNN_NEURON_BACKEND`` overrides it. Same weights and outputs
+            either way (:mod:`~basicsr_snn.archs.fused_neuron`). Default: ``'auto'``.
     """
 
     neuron_choices = ('lif', 'plif', 'if')
@@ -129,7 +132,8 @@ class SpikerIR(nn.Module):
                  surrogate_alpha: float | None = None,
                  attention: bool = True,
                  encoding: str = 'direct',
-                 shortcut: str = 'membrane'):
+                 shortcut: str = 'membrane',
+                 neuron_backend: str = 'auto'):
         super().__init__()
         check_int('in_ch', in_ch, 1)
         if out_ch != in_ch:
@@ -143,7 +147,7 @@ class SpikerIR(nn.Module):
         check_bool('attention', attention)
         check_choice('encoding', encoding, ENCODINGS)
         check_choice('shortcut', shortcut, SHORTCUTS)
-        spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha)
+        spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha, neuron_backend)
         self.T = T
         self.encoding = encoding
         widths = [dim * 2**level for level in range(4)]

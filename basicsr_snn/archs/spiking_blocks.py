@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from spikingjelly.activation_based import layer, neuron, surrogate
+from spikingjelly.activation_based import layer, surrogate
 from torch import nn
 
+from basicsr_snn.archs.fused_neuron import (NEURON_BACKENDS, FusedIFNode, FusedLIFNode, FusedParametricLIFNode,
+                                            resolve_backend)
 from basicsr_snn.utils.checks import check_choice, check_number
 
 SPIKING_NEURONS = ('lif', 'plif', 'if')
@@ -40,6 +42,8 @@ class NeuronSpec:
         surrogate (str): surrogate gradient, ``'atan'`` or ``'sigmoid'``. Default: ``'atan'``.
         surrogate_alpha (float | None): sharpness of the surrogate; None keeps spikingjelly's
             default (2 for atan, 4 for sigmoid). Default: None.
+        backend (str): ``'auto'``, ``'fused'`` or ``'spikingjelly'``: where the multi-step neurons
+            run in one compiled CPU kernel (:mod:`~basicsr_snn.archs.fused_neuron`). Default: ``'auto'``.
 
     Spiking neurons follow ESDNet: the input is not divided by tau (``decay_input=False``) and
     the membrane is hard-reset to 0 after a spike.
@@ -50,9 +54,12 @@ class NeuronSpec:
     detach_reset: bool = False
     surrogate: str = 'atan'
     surrogate_alpha: Optional[float] = None
+    backend: str = 'auto'
 
     def __post_init__(self):
         check_choice('neuron', self.neuron, SPIKING_NEURONS + ('relu', ))
+        check_choice('neuron_backend', self.backend, NEURON_BACKENDS)
+        resolve_backend(self.backend)
         check_choice('surrogate', self.surrogate, tuple(SURROGATES))
         if self.neuron in ('lif', 'plif'):
             check_number('tau', self.tau, above=1)
@@ -69,12 +76,13 @@ class NeuronSpec:
             v_reset=0.,
             surrogate_function=SURROGATES[self.surrogate](**alpha),
             detach_reset=self.detach_reset,
-            step_mode='m')
+            step_mode='m',
+            neuron_backend=self.backend)
         if self.neuron == 'lif':
-            return neuron.LIFNode(tau=self.tau, decay_input=False, **common)
+            return FusedLIFNode(tau=self.tau, decay_input=False, **common)
         if self.neuron == 'plif':
-            return neuron.ParametricLIFNode(init_tau=self.tau, decay_input=False, **common)
-        return neuron.IFNode(**common)
+            return FusedParametricLIFNode(init_tau=float(self.tau), decay_input=False, **common)
+        return FusedIFNode(**common)
 
     def norm(self, channels, alpha=1.):
         """Threshold-dependent batch norm (statistics over time and batch), weight alpha * v_th.

@@ -23,7 +23,7 @@ DESIGNS = {
     'medium': {'shortcut': 'membrane', 'dim': 14},  # near DnCNN's 0.56M parameters
 }
 # options a ReLU twin ignores: designs that differ only in them share one twin
-TWIN_IGNORED = ('neuron', 'T', 'tau', 'detach_reset', 'surrogate', 'surrogate_alpha')
+TWIN_IGNORED = ('neuron', 'T', 'tau', 'detach_reset', 'surrogate', 'surrogate_alpha', 'neuron_backend')
 
 # Recipes name teacher modules by the student's level names; each teacher maps them to its own.
 LEVELS = ('encoder1', 'encoder2', 'encoder3', 'latent', 'decoder3', 'decoder2', 'decoder1')

@@ -1,0 +1,78 @@
+"""The fused CPU neuron: spikes, membranes and gradients equal to spikingjelly's; backend choice."""
+import pytest
+import torch
+from spikingjelly.activation_based import functional, neuron, surrogate
+
+from basicsr_snn.archs import fused_neuron
+from basicsr_snn.archs.fused_neuron import FusedIFNode, FusedLIFNode, FusedParametricLIFNode, uses_fused_kernel
+from basicsr_snn.archs.spikerir_arch import SpikerIR
+
+CASES = {
+    'lif-atan': (neuron.LIFNode, FusedLIFNode, dict(tau=2., decay_input=False), surrogate.ATan, False),
+    'lif-sigmoid-detached': (neuron.LIFNode, FusedLIFNode, dict(tau=3., decay_input=False), surrogate.Sigmoid, True),
+    'if-atan': (neuron.IFNode, FusedIFNode, {}, surrogate.ATan, False),
+    'plif-atan': (neuron.ParametricLIFNode, FusedParametricLIFNode, dict(init_tau=2.5, decay_input=False),
+                  surrogate.ATan, False),
+}
+
+
+def run(node, x_seq, grad_spikes):
+    x = x_seq.clone().requires_grad_(True)
+    functional.reset_net(node)
+    node.zero_grad()
+    spikes = node(x)
+    v = node.v.detach().clone()
+    (spikes * grad_spikes).sum().backward()
+    parameter_grads = [p.grad.clone() for p in node.parameters()]
+    return spikes.detach(), v, x.grad, parameter_grads
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_fused_equals_spikingjelly(case):
+    reference_type, fused_type, options, surrogate_type, detach_reset = CASES[case]
+    common = dict(v_threshold=0.15, v_reset=0., surrogate_function=surrogate_type(), detach_reset=detach_reset,
+                  step_mode='m', **options)
+    torch.manual_seed(0)
+    x_seq = torch.randn(4, 2, 3, 9, 7) * 0.2
+    grad_spikes = torch.randn_like(x_seq)
+    reference = run(reference_type(**common), x_seq, grad_spikes)
+    fused_node = fused_type(neuron_backend='fused', **common)
+    assert uses_fused_kernel('fused', x_seq)
+    fused = run(fused_node, x_seq, grad_spikes)
+    assert torch.equal(fused[0], reference[0]) and 0 < fused[0].mean() < 1
+    torch.testing.assert_close(fused[1], reference[1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(fused[2], reference[2], rtol=0, atol=1e-6)
+    assert len(fused[3]) == len(reference[3])
+    for fused_grad, reference_grad in zip(fused[3], reference[3]):
+        torch.testing.assert_close(fused_grad, reference_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_spikerir_trains_the_same_with_either_backend():
+    torch.manual_seed(0)
+    image = torch.rand(2, 1, 12, 12)
+    results = []
+    for backend in ('spikingjelly', 'fused'):
+        torch.manual_seed(1)
+        net = SpikerIR(in_ch=1, out_ch=1, dim=4, T=2, neuron_backend=backend)
+        output = net(image)
+        output.square().mean().backward()
+        results.append((output.detach(), {name: p.grad for name, p in net.named_parameters()}))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_backend_choice(monkeypatch):
+    small, large = torch.zeros(2, 4), torch.zeros(fused_neuron.FUSED_MIN_ELEMENTS)
+    assert not uses_fused_kernel('auto', small) and not uses_fused_kernel('spikingjelly', large)
+    assert uses_fused_kernel('auto', large) and not uses_fused_kernel('auto', large.double())
+    monkeypatch.setenv('BASICSR_SNN_NEURON_BACKEND', 'spikingjelly')
+    assert FusedLIFNode(neuron_backend='fused', step_mode='m', decay_input=False).neuron_backend == 'spikingjelly'
+    monkeypatch.setenv('BASICSR_SNN_NEURON_BACKEND', 'cuda')
+    with pytest.raises(ValueError, match=r"\$BASICSR_SNN_NEURON_BACKEND must be one of \('auto', 'fused', "):
+        SpikerIR(neuron_backend='auto')
+    monkeypatch.delenv('BASICSR_SNN_NEURON_BACKEND')
+    with pytest.raises(ValueError, match=r"neuron_backend must be one of \('auto', 'fused', 'spikingjelly'\)"):
+        SpikerIR(neuron_backend='triton')
+    with pytest.raises(ValueError, match='decay_input=False'):
+        FusedLIFNode(step_mode='m')
