@@ -16,11 +16,14 @@ Each fix is idempotent and leaves a BasicSR that is already fixed upstream alone
 import functools
 import importlib.util
 import itertools
+import logging
 import os
+import shutil
 import sys
 import types
 import warnings
 from os import path as osp
+from pathlib import Path
 
 import torch
 
@@ -190,6 +193,89 @@ def _wrap_make_exp_dirs(original):
     return make_exp_dirs
 
 
+def options_as_yaml(opt: dict, indent_level: int = 1) -> str:
+    """The options as the YAML a user writes (BasicSR prints its own bracketed format, and lists of
+    mappings as ``OrderedDict([...])``)."""
+    import yaml
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {str(key): plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value
+
+    text = yaml.safe_dump(plain(opt), sort_keys=False, default_flow_style=False, width=100)
+    return '\n' + ''.join(' ' * 2 * indent_level + line for line in text.splitlines(True))
+
+
+QUIET_ENV_VAR = 'BASICSR_SNN_QUIET'
+#: with ``$BASICSR_SNN_QUIET=1``, INFO messages longer than this go to the log file only
+QUIET_MAX_LINES = 12
+
+
+class _ShortMessagesOnly(logging.Filter):
+    """Keeps the console to progress: drops INFO messages of more than QUIET_MAX_LINES lines (the option
+    dump, network printouts, the banner), which the log file still receives."""
+
+    def filter(self, record):
+        return record.levelno > logging.INFO or str(record.msg).count('\n') < QUIET_MAX_LINES
+
+
+def _quiet_console(original):
+    """BasicSR's root logger, whose console handler drops long INFO dumps under ``$BASICSR_SNN_QUIET=1``."""
+
+    @functools.wraps(original)
+    def get_root_logger(*args, **kwargs):
+        logger = original(*args, **kwargs)
+        if os.environ.get(QUIET_ENV_VAR) == '1':
+            for handler in logger.handlers:
+                if not isinstance(handler, logging.FileHandler) and not any(
+                        isinstance(f, _ShortMessagesOnly) for f in handler.filters):
+                    handler.addFilter(_ShortMessagesOnly())
+        return logger
+
+    get_root_logger.__wrapped_by_basicsr_snn__ = True
+    return get_root_logger
+
+
+#: (folder, where an existing folder of that name was moved) for each run folder this process created
+_run_folders = []
+
+
+def _mkdir_and_rename(path):
+    """BasicSR's ``mkdir_and_rename`` (an existing folder is archived under a time-stamped name), which
+    says where it moved it and remembers what it created."""
+    from basicsr.utils.misc import get_time_str
+    archived = None
+    if os.path.exists(path):
+        archived = f'{path}_archived_{get_time_str()}'
+        print(f'{path} exists: moved to {archived}', flush=True)
+        os.rename(path, archived)
+    parent_existed = os.path.isdir(os.path.dirname(path) or '.')
+    os.makedirs(path, exist_ok=True)
+    _run_folders.append((path, archived, parent_existed))
+
+
+def remove_unused_run_folders() -> list[str]:
+    """After a failed start: delete the run folders this process created that hold no checkpoint
+    (``*.pth``, ``*.state``) and the parent folders created with them (``experiments/``), move any
+    folder they had archived back; return what was done."""
+    done = []
+    while _run_folders:
+        path, archived, parent_existed = _run_folders.pop()
+        if not os.path.isdir(path) or any(Path(path).rglob('*.pth')) or any(Path(path).rglob('*.state')):
+            continue
+        shutil.rmtree(path)
+        done.append(f'removed {path}')
+        if archived and os.path.isdir(archived):
+            os.rename(archived, path)
+            done.append(f'moved {archived} back to {path}')
+        elif not parent_existed and not any(Path(path).parent.iterdir()):
+            os.rmdir(Path(path).parent)
+    return done
+
+
 def _wrap_create_train_val_dataloader(original):
     """Resume in the data order of an uninterrupted run.
 
@@ -276,4 +362,9 @@ def apply_pipeline_fixes():
     if not getattr(EnlargedSampler.__iter__, '__wrapped_by_basicsr_snn__', False):
         EnlargedSampler.__iter__ = _enlarged_sampler_iter(EnlargedSampler.__iter__)
     BaseModel.model_to_device = model_to_device
+    import basicsr.utils.misc
+    basicsr.utils.misc.mkdir_and_rename = basicsr.train.mkdir_and_rename = _mkdir_and_rename
+    basicsr.train.dict2str = basicsr.test.dict2str = options_as_yaml
+    if not getattr(basicsr.train.get_root_logger, '__wrapped_by_basicsr_snn__', False):
+        basicsr.train.get_root_logger = basicsr.test.get_root_logger = _quiet_console(basicsr.train.get_root_logger)
     _pipeline_fixes_applied = True

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'basicsr-snn-run: no such script {script}', file=sys.stderr)
         return 2
     from basicsr_snn._compat import apply_pipeline_fixes
+    from basicsr_snn.utils.threads import apply_thread_policy
+    apply_thread_policy()
     apply_pipeline_fixes()
     sys.argv = [str(script), *argv[1:]]
     pipeline = BASICSR_PIPELINES.get((script.resolve().parent.name, script.name))

@@ -4,7 +4,6 @@
 
 ``results/<name>/`` (log, metrics, images) is created in the current directory.
 """
-import os
 import sys
 from pathlib import Path
 
@@ -15,10 +14,8 @@ if __package__ in (None, ''):
 
 
 def main():
-    from basicsr_snn._compat import apply_pipeline_fixes  # imports the package: registers the plugin
-    apply_pipeline_fixes()
-    from basicsr.test import test_pipeline
-    test_pipeline(os.getcwd())
+    from basicsr_snn.cli import run_pipeline  # imports the package: registers the plugin
+    sys.exit(run_pipeline('test'))
 
 
 if __name__ == '__main__':

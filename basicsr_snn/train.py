@@ -5,7 +5,6 @@
 
 ``experiments/``, ``tb_logger/`` (and ``results/`` for tests) are created in the current directory.
 """
-import os
 import sys
 from pathlib import Path
 
@@ -16,10 +15,8 @@ if __package__ in (None, ''):
 
 
 def main():
-    from basicsr_snn._compat import apply_pipeline_fixes  # imports the package: registers the plugin
-    apply_pipeline_fixes()
-    from basicsr.train import train_pipeline
-    train_pipeline(os.getcwd())
+    from basicsr_snn.cli import run_pipeline  # imports the package: registers the plugin
+    sys.exit(run_pipeline('train'))
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ distillation step against a scratch step.
     python scripts/bench_speed.py --out /tmp/bench.json          # full: batch 8 of 64x64, 256x256 inference
     python scripts/bench_speed.py --quick                        # tiny sizes, under a minute
     python scripts/bench_speed.py --device cuda --out bench_gpu.json
+    python scripts/bench_speed.py --load 2 --out /tmp/load.json    # quiet against 2 busy processes
 
 For every network (gray in/out, attention on, direct encoding) it measures:
 
@@ -26,8 +27,14 @@ decoder hints against the small Restormer and against the paper's Restormer (26.
 random weights: speed does not depend on them). The difference is the teacher's share.
 
 The tables end with the step-time ratio SNN(T=4) / ReLU twin for each preset. Timings depend on
-what else runs on the machine: say so when reporting them. On a machine shared with other work,
-``--threads 1`` avoids OpenMP workers spinning while they wait for a core.
+what else runs on the machine: say so when reporting them.
+
+``--load N`` measures instead how the CPU's other work slows training: the training step of the
+small and base students at T=4 (spikingjelly's neuron op and the fused kernel) and of their twins,
+first on the machine as it is, then beside N busy processes the script starts itself (each a Python
+loop on one core), each at 1 torch thread and at every core the process may use. It reports every
+step time, the first two steps of each network (the fused kernel's first includes compiling it), and
+the loaded / quiet ratio per network and thread count.
 """
 import argparse
 import json
@@ -36,7 +43,7 @@ from pathlib import Path
 import torch
 
 import basicsr_snn  # noqa: F401  (registers the archs and models)
-from basicsr_snn.benchmarks.speed import FULL, QUICK, format_header, run
+from basicsr_snn.benchmarks.speed import FULL, QUICK, format_header, run, run_under_load
 
 
 def main():
@@ -44,8 +51,18 @@ def main():
     parser.add_argument('--quick', action='store_true', help='tiny sizes and few steps (a smoke run)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--load', type=int, metavar='N',
+                        help='compare quiet and N-busy-process step times instead (see above)')
     parser.add_argument('--out', help='write the results as JSON to this path')
     args = parser.parse_args()
+    if args.load is not None:
+        if args.load < 1:
+            parser.error(f'--load must be >= 1 busy process, got {args.load}')
+        results = run_under_load(args.load, args.quick, args.device)
+        for network, ratios in results['loaded_over_quiet'].items():
+            print(f'{network}: loaded / quiet ' + ', '.join(f'{ratio:.2f} at {key}' for key, ratio in ratios.items()))
+        write_json(results, args.out)
+        return
     sizes = QUICK if args.quick else FULL
     print(f'batch {sizes["batch"]} x {sizes["size"]}x{sizes["size"]} training, '
           f'{sizes["infer_size"]}x{sizes["infer_size"]} inference, device {args.device}')
@@ -56,9 +73,13 @@ def main():
               f'{ratio["train_step_cpu_s"]:.2f} (CPU time)')
     for row in results['model_steps'][1:]:
         print(f'{row["run"]}: {row["cpu_time_over_scratch"]:.2f} x the CPU time of a scratch iteration')
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
-        print(f'wrote {args.out}')
+    write_json(results, args.out)
+
+
+def write_json(results, out):
+    if out:
+        Path(out).write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
+        print(f'wrote {out}')
 
 
 if __name__ == '__main__':

@@ -149,8 +149,8 @@ def summary_table(reports):
     lines = [header, '-' * len(header)]
     for role, (arch, report, _) in reports.items():
         rate = '-' if np.isnan(report.mean_input_rate) else f'{report.mean_input_rate:.4f}'
-        memory = ''.join(f' {format_energy(report.memory(name).energy_pj):>19} {format_energy(report.total_pj(name)):>18}'
-                         for name in MEMORY_ASSUMPTIONS)
+        memory = ''.join(f' {format_energy(report.memory(name).energy_pj):>19} '
+                         f'{format_energy(report.total_pj(name)):>18}' for name in MEMORY_ASSUMPTIONS)
         lines.append(f'{role:<8} {arch["type"]:<14} {format_count(report.params):>8} {format_count(report.macs):>8} '
                      f'{format_count(report.sops):>8} {rate:>9} {format_energy(report.energy_pj):>9}' + memory)
     lines += [f'memory {name}: {assumptions.describe()}' for name, assumptions in MEMORY_ASSUMPTIONS.items()]
@@ -273,7 +273,9 @@ def main(argv=None):
         inputs = to_tensor(images, input_channels(net))
         if role == 'student' and args.calibrate_bn:
             calibrate_batchnorm(net, inputs)
-        report = analyse_energy(net, inputs, spiking=role == 'student', **energy_options)
+        report = analyse_energy(net, inputs, spiking=role == 'student', progress=f'{role}: rates', **energy_options)
+        if not args.no_spikingjelly:
+            print(f"  spikingjelly's estimators on the {role}...", flush=True)
         estimates = {} if args.no_spikingjelly else spikingjelly_estimates(net, inputs[:1], report.mac_pj, report.ac_pj)
         reports[role] = (arch, report, estimates)
 

@@ -76,7 +76,7 @@ def run_script(script, monkeypatch, capsys, *args):
 
 
 def test_script_with_arch_and_options(list_modules_script, monkeypatch, capsys):
-    out = run_script(list_modules_script, monkeypatch, capsys, '--arch', 'SpikerIR', '--opt', 'in_ch=1', 'out_ch=1',
+    out = run_script(list_modules_script, monkeypatch, capsys, '--arch', 'SpikerIR', '--set', 'in_ch=1', 'out_ch=1',
                      'dim=4', 'T=3', 'enc_blocks=[1,1,2]', '--size', '16', '24', '--depth', '1')
     lines = out.strip().splitlines()
     assert len(lines) == 17

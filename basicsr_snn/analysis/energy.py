@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.op_counter import SimpleEnergyCostConfig
+from tqdm import tqdm
 
 from basicsr_snn.analysis.firing_rate import AdditionCounter, FiringRateMonitor, SynapticInputMonitor
 from basicsr_snn.analysis.macs import count_macs
@@ -245,7 +246,8 @@ class EnergyReport:
 
 
 def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str = 'fp32', mac_pj: float | None = None,
-                   ac_pj: float | None = None, spiking: bool = True, fold_batchnorm: bool = True) -> EnergyReport:
+                   ac_pj: float | None = None, spiking: bool = True, fold_batchnorm: bool = True,
+                   progress: str | None = None) -> EnergyReport:
     """Estimate the compute energy per image of ``model`` on real ``images``.
 
     MACs are counted by tracing the first image; input rates and firing rates are measured
@@ -262,6 +264,7 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
             received zeros counts as spike-fed, at cost 0). False: every layer costs MACs (an
             ANN teacher or ReLU twin, whatever its inputs look like).
         fold_batchnorm (bool): Treat batch normalization as folded, hence free.
+        progress (str | None): Show a progress bar over the images with this label. Default: None.
 
     Returns:
         EnergyReport
@@ -274,7 +277,7 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
         with SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons, \
                 AdditionCounter(model) as additions:
-            for image in images:
+            for image in tqdm(images, desc=progress, unit='image', disable=progress is None, leave=False):
                 functional.reset_net(model)
                 model(image[None])
     time_steps = getattr(model, 'T', None)

@@ -98,6 +98,8 @@ def _backward_loop(grad_spikes, grad_v, charged, v0, threshold: float, decay_kin
 
 def _compiled_loop(name):
     if name not in _compiled:
+        # inductor's CPU build warns that no CUDA runtime exists: true and irrelevant here
+        logging.getLogger('torch.utils.cpp_extension').setLevel(logging.ERROR)
         loop = _forward_loop if name == 'forward' else _backward_loop
         _compiled[name] = torch.compile(loop, dynamic=True)
     return _compiled[name]
@@ -119,7 +121,8 @@ class _FusedNeuron(torch.autograd.Function):
         threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset = ctx.settings
         q = w.sigmoid() if decay_kind == 'plif' else None
         grad_x, grad_v0, grad_decay = _compiled_loop('backward')(
-            grad_spikes.contiguous(), grad_v.contiguous(), charged, v0, threshold, decay_kind, q if q is not None else tau,
+            grad_spikes.contiguous(), grad_v.contiguous(), charged, v0, threshold, decay_kind,
+            q if q is not None else tau,
             surrogate_kind, alpha, detach_reset)
         grad_w = (grad_decay.sum() * q * (1 - q)).reshape(w.shape) if q is not None else None
         return grad_x, grad_v0, grad_w, None, None, None, None, None, None

@@ -2,12 +2,17 @@
 
 :func:`run` times training steps and single-image inference of every SpikerIR preset at
 T = 1, 2, 4, 8 and of each preset's ReLU twin, then whole training iterations of the demo's
-``SNNModel`` and ``DistillSNNModel``; the ``format_*`` helpers print its rows.
+``SNNModel`` and ``DistillSNNModel``; :func:`run_under_load` times the small and base students
+(both neuron backends) and their twins on a quiet CPU and beside busy processes, at one thread
+and at every core; the ``format_*`` helpers print the rows.
 """
+import contextlib
 import ctypes
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,6 +82,20 @@ def time_calls(function, repeats, device):
             wall_times.append(time.perf_counter() - wall_start)
             cpu_times.append(time.process_time() - cpu_start)
     return statistics.median(wall_times), statistics.median(cpu_times), memory.peak_mb
+
+
+@contextlib.contextmanager
+def busy_processes(count: int):
+    """``count`` processes that each keep one core busy (a Python loop) while inside ``with``."""
+    processes = [subprocess.Popen([sys.executable, '-c', 'while True: pass']) for _ in range(count)]
+    try:
+        time.sleep(0.5 if count else 0)  # let the scheduler spread them
+        yield processes
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.wait()
 
 
 def measure_training(model, device, batch, size, warmup, steps):
@@ -212,6 +231,55 @@ def run(quick=False, device='cpu', threads=None):
         rows=rows,
         train_step_ratio_snn_T4_over_relu=ratios,
         model_steps=model_steps)
+
+
+def load_networks(quick):
+    """(label, arch, options) of the load comparison: each preset's student with both neuron backends, its twin."""
+    from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
+    for preset in ('small', ) if quick else ('small', 'base'):
+        for backend in ('spikingjelly', 'fused'):
+            options = dict(SPIKERIR_PRESETS[preset], T=4, neuron_backend=backend)
+            yield f'SpikerIR {preset} T=4 {backend}', 'SpikerIR', options
+        yield f'SpikerIRReLU {preset}', 'SpikerIRReLU', dict(SPIKERIR_PRESETS[preset])
+
+
+def run_under_load(load: int, quick: bool = False, device: str = 'cpu') -> dict:
+    """Training-step times quiet and beside ``load`` busy processes, at 1 thread and at every usable core.
+
+    Returns ``rows`` (network, threads, load, ``train_step_s``, and for the fused backend the
+    ``first_step_s`` that includes compiling the kernel) and ``ratios``: per network and thread
+    count, loaded / quiet step time.
+    """
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    sizes = QUICK if quick else FULL
+    device = torch.device(device)
+    cores = len(os.sched_getaffinity(0))
+    thread_counts = sorted({1, cores})
+    rows = []
+    for busy in (0, load):
+        with busy_processes(busy):
+            for threads in thread_counts:
+                torch.set_num_threads(threads)
+                for label, arch, options in load_networks(quick):
+                    torch.manual_seed(0)
+                    model = ARCH_REGISTRY.get(arch)(in_ch=1, out_ch=1, **options).to(device)
+                    first = time.perf_counter()
+                    measure_training(model, device, sizes['batch'], sizes['size'], warmup=1, steps=1)
+                    first = time.perf_counter() - first
+                    wall, cpu, _ = measure_training(model, device, sizes['batch'], sizes['size'], 0, sizes['steps'])
+                    rows.append(dict(network=label, threads=threads, load=busy, train_step_s=wall,
+                                     train_step_cpu_s=cpu, first_steps_s=first))
+                    print(f'{label:<34} threads {threads} load {busy}: {wall:.3f} s/step '
+                          f'(first two steps {first:.1f} s)', flush=True)
+    ratios = {}
+    for row in rows:
+        if row['load'] == load and load:
+            quiet = next(r for r in rows if r['network'] == row['network'] and r['threads'] == row['threads']
+                         and r['load'] == 0)
+            ratios.setdefault(row['network'], {})[f'{row["threads"]} threads'] = row['train_step_s'] / quiet[
+                'train_step_s']
+    return dict(load=load, cores=cores, rows=rows, loaded_over_quiet=ratios)
 
 
 # (row key, title, width, format); text columns are left-aligned, numbers right-aligned

@@ -1,6 +1,7 @@
 """SNNModel: BasicSR's SRModel made safe for spiking networks (spikingjelly neuron state)."""
 import inspect
 import math
+import time
 from collections import OrderedDict
 from contextlib import nullcontext
 from os import path as osp
@@ -114,6 +115,7 @@ class SNNModel(SRModel):
         BaseModel.__init__(self, opt)
         self._nonfinite_outputs = 0
         self._datasets_checked = False
+        self._first_step_logged = False
         self.net_g = self.model_to_device(build_network_from_options(opt, 'network_g'))
         self.print_network(self.net_g)
         load_path = opt['path'].get('pretrain_network_g')
@@ -157,7 +159,10 @@ class SNNModel(SRModel):
     def check_datasets(self):
         """Before training: every dataset decodes and fits the networks it feeds (see :mod:`.preflight`)."""
         if not self._datasets_checked:
+            started = time.time()
+            get_root_logger().info('Checking the datasets (every validation image is decoded once)...')
             preflight.check_datasets(self.opt, self.networks_fed_by_data())
+            get_root_logger().info(f'Datasets checked in {time.time() - started:.1f} s.')
             self._datasets_checked = True
 
     def init_training_settings(self):
@@ -223,6 +228,17 @@ class SNNModel(SRModel):
         return l_total, loss_dict
 
     def optimize_parameters(self, current_iter):
+        started = time.time()
+        self._optimize(current_iter)
+        if not self._first_step_logged:
+            # BasicSR's first progress line waits for print_freq iterations: say at once that training runs
+            self._first_step_logged = True
+            print_freq = (self.opt.get('logger') or {}).get('print_freq', 1)
+            get_root_logger().info(f'Iteration {current_iter} done in {time.time() - started:.1f} s (a first step '
+                                   f'includes compiling the fused neuron kernel, if used); progress every '
+                                   f'{print_freq} iterations.')
+
+    def _optimize(self, current_iter):
         bare_net = self.get_bare_model(self.net_g)
         monitor = None
         if self.cri_rate is not None or self._logs_at(current_iter):
@@ -320,7 +336,9 @@ class SNNModel(SRModel):
         values = {name: [] for name in metrics}
         left_out = {name: [] for name in metrics}
         self._nonfinite_outputs = 0
-        progress = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        # a bar over the images by default when testing, as BasicSR's val.pbar when training
+        show_bar = self.opt['val'].get('pbar', not self.opt['is_train'])
+        progress = tqdm(total=len(dataloader), unit='image', desc=dataset_name) if show_bar else None
         with FiringRateMonitor(self.inference_network()) as monitor:
             for val_data in dataloader:
                 image_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]

@@ -1,0 +1,89 @@
+"""What the train and test entry points share: their help, the thread policy, friendly errors, and no
+empty run folder left behind by a run that failed to start."""
+import os
+import sys
+from pathlib import Path
+
+from basicsr_snn.utils.threads import apply_thread_policy
+
+USAGE = {
+    'train': ('basicsr-snn-train', 'train a network (ANN teacher, spiking student, distillation)', 'experiments/'),
+    'test': ('basicsr-snn-test', 'test trained networks on the datasets of an option file', 'results/'),
+}
+#: errors a user causes (a path, an option); others keep their traceback
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError)
+
+
+def help_text(kind: str) -> str:
+    command, what, output = USAGE[kind]
+    options = Path(__file__).resolve().parents[1] / 'options'
+    return f"""{command}: {what}, with BasicSR's pipeline and the basicsr-snn plugin.
+
+usage: {command} -opt OPTIONS.yml [--launcher none|pytorch] [--auto_resume] [--debug]
+                 [--force_yml KEY=VALUE ...] [--local_rank N]
+
+  -opt FILE          the option file (YAML). One per task ships in options/ ({options}):
+                     distill_denoise.yml, train_snn_denoise.yml, train_teacher_denoise.yml,
+                     test_denoise.yml, the deraining / dehazing / deblurring files, and
+                     options/demo/*.yml for a CPU-sized run on the demo set
+  --launcher         none (default) or pytorch (torchrun; inferred when run under torchrun)
+  --auto_resume      continue the experiment from its newest complete checkpoint
+  --force_yml        override options, e.g. --force_yml train:total_iter=1000 network_g:T=2
+  --debug            BasicSR's debug mode; also shows the full traceback of an error
+
+Writes {output}<name>/ in the current directory. Threads: $BASICSR_SNN_THREADS (see the README).
+"""
+
+
+def run_pipeline(kind: str, argv: list[str] | None = None) -> int:
+    """Run BasicSR's ``train_pipeline`` or ``test_pipeline`` (``kind``) on ``sys.argv``; return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = USAGE[kind][0]
+    if not argv or '-h' in argv or '--help' in argv:
+        print(help_text(kind))
+        return 0 if argv else 2
+    debug = '--debug' in argv
+    problem = _option_file_problem(argv)
+    if problem:
+        print(f'{command}: {problem}', file=sys.stderr)
+        return 2
+    from basicsr_snn import _compat
+    try:
+        threads = apply_thread_policy()
+        _compat.apply_pipeline_fixes()
+        import basicsr.test
+        import basicsr.train
+        if _is_main_process():
+            print(threads, flush=True)
+        pipeline = basicsr.train.train_pipeline if kind == 'train' else basicsr.test.test_pipeline
+        pipeline(os.getcwd())
+    except USER_ERRORS as error:
+        cleaned = _compat.remove_unused_run_folders()
+        if debug:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        if isinstance(error, KeyError):
+            message = f'missing option or key {message!r}'
+        print(f'{command}: {message}', file=sys.stderr)
+        for line in cleaned:
+            print(f'{command}: {line} (nothing was saved there)', file=sys.stderr)
+        print(f'{command}: add --debug for the full traceback', file=sys.stderr)
+        return 1
+    return 0
+
+
+def _option_file_problem(argv):
+    """What is wrong with ``-opt`` in ``argv``, or None."""
+    if '-opt' not in argv:
+        return 'give the option file with -opt FILE (the option files are in options/; --help shows more)'
+    index = argv.index('-opt') + 1
+    if index >= len(argv):
+        return '-opt needs a file name'
+    path = Path(argv[index])
+    if not path.is_file():
+        return f'-opt {path}: no such option file (the option files are in options/, e.g. options/distill_denoise.yml)'
+    return None
+
+
+def _is_main_process():
+    return os.environ.get('RANK', '0') == '0'

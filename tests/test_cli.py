@@ -1,0 +1,90 @@
+"""The entry points as a newcomer meets them: help, one-line errors, no empty run folders, quiet logs,
+the thread policy, and the scripts' friendly failures."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from basicsr_snn.utils.threads import choose_threads
+from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, write_options, write_paired_folder
+from snn_options import training_options
+
+
+def run(script, *args, cwd, env=None):
+    environment = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', **(env or {}))
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_says_what_it_is_and_points_at_the_option_files(tmp_path):
+    for script, word in ((TRAIN_SCRIPT, 'train'), (TEST_SCRIPT, 'test')):
+        result = run(script, '--help', cwd=tmp_path)
+        assert result.returncode == 0
+        assert result.stdout.startswith(f'basicsr-snn-{word}: ') and 'options/' in result.stdout
+        assert '-opt FILE' in result.stdout and '--debug' in result.stdout
+
+
+def test_a_missing_option_file_is_one_line(tmp_path):
+    result = run(TRAIN_SCRIPT, '-opt', 'nope.yml', cwd=tmp_path)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert result.stderr.strip() == ('basicsr-snn-train: -opt nope.yml: no such option file (the option files are in '
+                                     'options/, e.g. options/distill_denoise.yml)')
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_run_that_fails_to_start_leaves_no_folder_and_restores_an_archived_one(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    options = training_options(tmp_path, data, 'broken', total_iter=2)
+    options['logger']['use_tb_logger'] = True
+    options['datasets']['val']['dataroot_gt'] = str(tmp_path / 'missing')
+    opt = write_options(tmp_path / 'train.yml', options)
+    earlier = tmp_path / 'work' / 'experiments' / 'broken'
+    earlier.mkdir(parents=True)
+    (earlier / 'notes.txt').write_text('an earlier run')
+
+    result = run(TRAIN_SCRIPT, '-opt', opt, cwd=tmp_path / 'work')
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert 'missing' in result.stderr and 'add --debug for the full traceback' in result.stderr
+    assert (earlier / 'notes.txt').read_text() == 'an earlier run'  # archived, then moved back
+    assert sorted(p.name for p in (tmp_path / 'work' / 'experiments').iterdir()) == ['broken']
+    assert not (tmp_path / 'work' / 'tb_logger').exists()
+
+    debug = run(TRAIN_SCRIPT, '-opt', opt, '--debug', cwd=tmp_path / 'work')
+    assert debug.returncode != 0 and 'Traceback' in debug.stderr
+
+
+def test_options_print_as_yaml_and_the_quiet_console_keeps_them_in_the_log(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    options = training_options(tmp_path, data, 'quiet', total_iter=2)
+    options['train']['distill'] = None
+    opt = write_options(tmp_path / 'train.yml', options)
+    result = run(TRAIN_SCRIPT, '-opt', opt, cwd=tmp_path, env={'BASICSR_SNN_QUIET': '1'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert 'torch threads: 1 ($OMP_NUM_THREADS' in console
+    assert 'Iteration 1 done in' in console and '# psnr:' in console
+    assert 'network_g:' not in console and 'Version Information' not in console
+    log = next((tmp_path / 'experiments' / 'quiet').glob('train_*.log')).read_text()
+    assert '  network_g:\n    type: SpikerIR\n' in log and 'OrderedDict' not in log and 'datasets:[' not in log
+
+
+def test_thread_policy(monkeypatch):
+    monkeypatch.setenv('BASICSR_SNN_THREADS', '3')
+    assert choose_threads() == (3, '$BASICSR_SNN_THREADS')
+    monkeypatch.setenv('BASICSR_SNN_THREADS', 'many')
+    with pytest.raises(ValueError, match=r'\$BASICSR_SNN_THREADS must be a positive integer'):
+        choose_threads()
+    monkeypatch.delenv('BASICSR_SNN_THREADS')
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(os, 'getloadavg', lambda: (1.2, 0., 0.))
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3})
+    assert choose_threads()[0] == 3  # 4 usable cores, one already busy
+    monkeypatch.setattr(os, 'getloadavg', lambda: (9., 0., 0.))
+    assert choose_threads()[0] == 1
+
+
+def test_list_modules_names_the_registered_archs(tmp_path):
+    result = run(REPO_ROOT / 'scripts' / 'list_modules.py', '--arch', 'SpikerRI', cwd=tmp_path)
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert "network_g.type: no arch named 'SpikerRI'; registered: [" in result.stderr and "'SpikerIR'" in result.stderr
