@@ -1,7 +1,9 @@
 """What the train and test entry points share: their help, the thread policy, friendly errors, and no
 empty run folder left behind by a run that failed to start."""
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from basicsr_snn.utils.threads import apply_thread_policy
@@ -61,15 +63,30 @@ def run_pipeline(kind: str, argv: list[str] | None = None) -> int:
         cleaned = _compat.remove_unused_run_folders()
         if debug:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        if isinstance(error, KeyError):
-            message = f'missing option or key {message!r}'
-        print(f'{command}: {message}', file=sys.stderr)
+        print(f'{command}: {describe_error(error)}', file=sys.stderr)
         for line in cleaned:
             print(f'{command}: {line} (nothing was saved there)', file=sys.stderr)
         print(f'{command}: add --debug for the full traceback', file=sys.stderr)
         return 1
     return 0
+
+
+def describe_error(error: BaseException) -> str:
+    if isinstance(error, KeyError):
+        return f'missing option or key {error.args[0] if error.args else error!r}'
+    return str(error)
+
+
+@contextlib.contextmanager
+def user_errors_as_one_line(command: str, debug: bool = False) -> Iterator[None]:
+    """For scripts: a user error (:data:`USER_ERRORS`) inside ends the program with one line (and the
+    hint to rerun with ``--debug``) instead of a traceback; ``debug`` keeps the traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        raise SystemExit(f'{command}: {describe_error(error)}\n{command}: add --debug for the full traceback') from None
 
 
 def _option_file_problem(argv):

@@ -61,6 +61,8 @@ def main():
         results = run_under_load(args.load, args.quick, args.device)
         for network, ratios in results['loaded_over_quiet'].items():
             print(f'{network}: loaded / quiet ' + ', '.join(f'{ratio:.2f} at {key}' for key, ratio in ratios.items()))
+        for network, ratios in results['snn_over_twin'].items():
+            print(f'{network} / its twin: ' + ', '.join(f'{ratio:.2f} ({key})' for key, ratio in ratios.items()))
         write_json(results, args.out)
         return
     sizes = QUICK if args.quick else FULL

@@ -40,6 +40,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_ASSUMPTIONS, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES,
                                   analyse_energy, calibrate_batchnorm, format_count, format_energy,
                                   spikingjelly_estimates)
+from basicsr_snn.cli import user_errors_as_one_line
 from basicsr_snn.data.image_io import list_images, read_image
 from basicsr_snn.utils.checkpoint import load_weights
 
@@ -63,6 +64,8 @@ def parse_arch(text, option):
 def network_specs(args):
     """``{role: (arch options, checkpoint, param key, strict)}`` for the student and teacher."""
     if args.opt:
+        if not Path(args.opt).is_file():
+            raise ValueError(f'-opt {args.opt}: no such option file (the option files are in options/)')
         options = yaml.safe_load(Path(args.opt).read_text())
         if 'network_g' not in options:
             raise ValueError(f'-opt {args.opt}: no network_g (the student) in the options file')
@@ -235,6 +238,7 @@ def parse_args(argv):
     parser.add_argument('--out', default='results/energy_report.json',
                         help='JSON report (default results/energy_report.json)')
     parser.add_argument('--plot', help='bar chart of per-layer spike rates (default: --out with .png)')
+    parser.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     args = parser.parse_args(argv)
     if args.num_images < 1:
         parser.error(f'--num-images must be >= 1, got {args.num_images}')
@@ -245,6 +249,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    with user_errors_as_one_line('energy_report.py', args.debug):
+        return report(args)
+
+
+def report(args):
     specs = network_specs(args)
     if args.T is not None:
         # through the options, since T can shape weights (SpikerIR's temporal attention)

@@ -24,3 +24,19 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
     assert steps['scratch (SNNModel)']['teacher_params'] == 0
     assert steps['H-KD, Restormer paper']['teacher_params'] == 26_124_052
     assert all(math.isfinite(row['cpu_time_over_scratch']) and row['train_step_s'] > 0 for row in steps.values())
+
+
+def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):
+    out = tmp_path / 'load.json'
+    subprocess.run([sys.executable, str(REPO_ROOT / 'scripts' / 'bench_speed.py'), '--quick', '--load', '1',
+                    '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
+    results = json.loads(out.read_text())
+    networks = {'SpikerIR small T=4 spikingjelly', 'SpikerIR small T=4 fused', 'SpikerIRReLU small'}
+    assert results['load'] == 1 and {row['load'] for row in results['rows']} == {0, 1}
+    assert {row['network'] for row in results['rows']} == networks
+    threads = {row['threads'] for row in results['rows']}
+    assert 1 in threads and all(row['train_step_s'] > 0 for row in results['rows'])
+    assert set(results['loaded_over_quiet']) == networks
+    for ratios in results['loaded_over_quiet'].values():
+        assert set(ratios) == {f'{count} threads' for count in threads} and all(r > 0 for r in ratios.values())
+    assert set(results['snn_over_twin']) == networks - {'SpikerIRReLU small'}

@@ -88,3 +88,10 @@ def test_list_modules_names_the_registered_archs(tmp_path):
     result = run(REPO_ROOT / 'scripts' / 'list_modules.py', '--arch', 'SpikerRI', cwd=tmp_path)
     assert result.returncode != 0 and 'Traceback' not in result.stderr
     assert "network_g.type: no arch named 'SpikerRI'; registered: [" in result.stderr and "'SpikerIR'" in result.stderr
+
+
+def test_energy_report_names_a_missing_checkpoint(tmp_path):
+    result = run(REPO_ROOT / 'scripts' / 'energy_report.py', '--student-arch', '{type: SpikerIR, in_ch: 1, out_ch: 1}',
+                 '--student-ckpt', tmp_path / 'none.pth', '--no-twin', '--out', tmp_path / 'e.json', cwd=tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert f"energy_report.py: student checkpoint: no such file '{tmp_path / 'none.pth'}'" in result.stderr

@@ -272,14 +272,21 @@ def run_under_load(load: int, quick: bool = False, device: str = 'cpu') -> dict:
                                      train_step_cpu_s=cpu, first_steps_s=first))
                     print(f'{label:<34} threads {threads} load {busy}: {wall:.3f} s/step '
                           f'(first two steps {first:.1f} s)', flush=True)
-    ratios = {}
-    for row in rows:
-        if row['load'] == load and load:
-            quiet = next(r for r in rows if r['network'] == row['network'] and r['threads'] == row['threads']
-                         and r['load'] == 0)
-            ratios.setdefault(row['network'], {})[f'{row["threads"]} threads'] = row['train_step_s'] / quiet[
-                'train_step_s']
-    return dict(load=load, cores=cores, rows=rows, loaded_over_quiet=ratios)
+    def step(network, threads, busy):
+        return next(r['train_step_s'] for r in rows
+                    if r['network'] == network and r['threads'] == threads and r['load'] == busy)
+
+    labels = [label for label, _, _ in load_networks(quick)]
+    loaded_over_quiet = {label: {f'{threads} threads': step(label, threads, load) / step(label, threads, 0)
+                                 for threads in thread_counts} for label in labels}
+    snn_over_twin = {}
+    for label in labels:
+        if label.startswith('SpikerIR '):
+            preset = label.split()[1]
+            snn_over_twin[label] = {f'{threads} threads, load {busy}': step(label, threads, busy)
+                                    / step(f'SpikerIRReLU {preset}', threads, busy)
+                                    for busy in (0, load) for threads in thread_counts}
+    return dict(load=load, cores=cores, rows=rows, loaded_over_quiet=loaded_over_quiet, snn_over_twin=snn_over_twin)
 
 
 # (row key, title, width, format); text columns are left-aligned, numbers right-aligned
