@@ -24,6 +24,10 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
     assert steps['scratch (SNNModel)']['teacher_params'] == 0
     assert steps['H-KD, Restormer paper']['teacher_params'] == 26_124_052
     assert all(math.isfinite(row['cpu_time_over_scratch']) and row['train_step_s'] > 0 for row in steps.values())
+    neurons = results['neurons']
+    assert neurons['first_fused_call_s'] > 0 and [row['elements'] for row in neurons['rows']] == [4 << 12, 4 << 14]
+    assert all(row['spikingjelly_s'] > 0 and row['fused_s'] > 0 for row in neurons['rows'])
+    assert all(row['warmup_s'] > 0 for row in results['rows'])
 
 
 def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):

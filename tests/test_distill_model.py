@@ -89,7 +89,9 @@ def test_total_loss_decreases_on_a_fixed_batch(tmp_path, data_root, teacher_path
     assert sum(losses[-5:]) < sum(losses[:5])
 
 
-def test_resume_reaches_the_uninterrupted_weights(tmp_path, data_root, teacher_path):
+@pytest.mark.parametrize('neuron_backend', ['spikingjelly', 'fused'])
+def test_resume_reaches_the_uninterrupted_weights(tmp_path, data_root, teacher_path, neuron_backend, monkeypatch):
+    monkeypatch.setenv('BASICSR_SNN_NEURON_BACKEND', neuron_backend)
     half = 3
     base = training_options(tmp_path, data_root, 'resume', 'DistillSNNModel', total_iter=2 * half,
                             teacher_path=teacher_path, ema_decay=0.9)
@@ -207,8 +209,10 @@ train_pipeline(os.getcwd())
 '''
 
 
-def test_torchrun_two_ranks_distill_and_validate(tmp_path, data_root, teacher_path):
-    """train.py's pipeline under torchrun, with each rank's loss keys written down before the reduction."""
+def test_torchrun_two_ranks_distill_and_validate(tmp_path, data_root, teacher_path, monkeypatch):
+    """train.py's pipeline under torchrun, with each rank's loss keys written down before the reduction;
+    fused neurons and a firing-rate budget under DDP."""
+    monkeypatch.setenv('BASICSR_SNN_NEURON_BACKEND', 'fused')
     script = tmp_path / 'train_recording_keys.py'
     script.write_text(RANK_KEYS_TRAIN_SCRIPT)
     options = training_options(tmp_path, data_root, 'distill_ddp', 'DistillSNNModel', total_iter=3,

@@ -110,9 +110,11 @@ def measure_training(model, device, batch, size, warmup, steps):
         optimizer.step()
 
     model.train()
+    started = time.perf_counter()
     for _ in range(warmup):
         step()
-    return time_calls(step, steps, device)
+    warmup_s = time.perf_counter() - started
+    return (*time_calls(step, steps, device), warmup_s)
 
 
 def measure_inference(model, device, size, repeats):
@@ -209,7 +211,7 @@ def run(quick=False, device='cpu', threads=None):
                 preset=preset,
                 T=steps,
                 params=sum(p.numel() for p in model.parameters()),
-                **dict(zip(('train_step_s', 'train_step_cpu_s', 'train_peak_mb'), train)),
+                **dict(zip(('train_step_s', 'train_step_cpu_s', 'train_peak_mb', 'warmup_s'), train)),
                 **dict(zip(('infer_s', 'infer_cpu_s', 'infer_peak_mb'), infer))))
         print(format_row(rows[-1]), flush=True)
     ratios = {}
@@ -219,6 +221,8 @@ def run(quick=False, device='cpu', threads=None):
         ratios[preset] = {key: snn[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
     print(f'\n{"training iteration":<26} {"teacher":>10} {"train s":>8} {"cpu s":>8} {"train MB":>8}')
     model_steps = measure_model_steps(device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
+    print()
+    neurons = measure_neurons(quick) if device.type == 'cpu' else None
     return dict(
         setup=dict(
             device=str(device),
@@ -230,7 +234,43 @@ def run(quick=False, device='cpu', threads=None):
             **sizes),
         rows=rows,
         train_step_ratio_snn_T4_over_relu=ratios,
-        model_steps=model_steps)
+        model_steps=model_steps,
+        neurons=neurons)
+
+
+NEURON_SIZES = (1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22)
+
+
+def measure_neurons(quick: bool = False, repeats: int = 5) -> dict:
+    """Forward + backward of one multi-step LIF neuron (T=4) per input size: spikingjelly's op against
+    the fused kernel, and the seconds the fused kernel's first call took (compiling it)."""
+    from spikingjelly.activation_based import surrogate
+
+    from basicsr_snn.archs.fused_neuron import FusedLIFNode
+    sizes = NEURON_SIZES[:2] if quick else NEURON_SIZES
+    nodes = {backend: FusedLIFNode(neuron_backend=backend, tau=2., decay_input=False, v_threshold=0.15, v_reset=0.,
+                                   surrogate_function=surrogate.ATan(), step_mode='m')
+             for backend in ('spikingjelly', 'fused')}
+
+    def call(node, x):
+        node.reset()
+        node(x).sum().backward()
+
+    first = time.perf_counter()
+    call(nodes['fused'], torch.randn(4, sizes[0], requires_grad=True))
+    compile_s = time.perf_counter() - first
+    rows = []
+    for size in sizes:
+        x = (torch.randn(4, size) * 0.3).requires_grad_(True)
+        times = {}
+        for backend, node in nodes.items():
+            call(node, x)
+            times[backend] = time_calls(lambda: call(node, x), repeats, torch.device('cpu'))[0]
+        rows.append(dict(elements=4 * size, spikingjelly_s=times['spikingjelly'], fused_s=times['fused'],
+                         speedup=times['spikingjelly'] / times['fused']))
+        print(f'LIF T=4, {4 * size:>9} inputs: spikingjelly {times["spikingjelly"] * 1e3:8.2f} ms, '
+              f'fused {times["fused"] * 1e3:8.2f} ms ({rows[-1]["speedup"]:.2f}x)', flush=True)
+    return dict(first_fused_call_s=compile_s, rows=rows)
 
 
 def load_networks(quick):
@@ -246,9 +286,9 @@ def load_networks(quick):
 def run_under_load(load: int, quick: bool = False, device: str = 'cpu') -> dict:
     """Training-step times quiet and beside ``load`` busy processes, at 1 thread and at every usable core.
 
-    Returns ``rows`` (network, threads, load, ``train_step_s``, and for the fused backend the
-    ``first_step_s`` that includes compiling the kernel) and ``ratios``: per network and thread
-    count, loaded / quiet step time.
+    Returns ``rows`` (network, threads, load, ``train_step_s``, ``first_step_s``: the fused kernel's
+    first includes compiling it), ``loaded_over_quiet`` (per network and thread count) and
+    ``snn_over_twin`` (per student, thread count and load).
     """
     from basicsr.utils.registry import ARCH_REGISTRY
 
@@ -264,14 +304,12 @@ def run_under_load(load: int, quick: bool = False, device: str = 'cpu') -> dict:
                 for label, arch, options in load_networks(quick):
                     torch.manual_seed(0)
                     model = ARCH_REGISTRY.get(arch)(in_ch=1, out_ch=1, **options).to(device)
-                    first = time.perf_counter()
-                    measure_training(model, device, sizes['batch'], sizes['size'], warmup=1, steps=1)
-                    first = time.perf_counter() - first
-                    wall, cpu, _ = measure_training(model, device, sizes['batch'], sizes['size'], 0, sizes['steps'])
+                    wall, cpu, _, first = measure_training(model, device, sizes['batch'], sizes['size'], 1,
+                                                           sizes['steps'])
                     rows.append(dict(network=label, threads=threads, load=busy, train_step_s=wall,
-                                     train_step_cpu_s=cpu, first_steps_s=first))
+                                     train_step_cpu_s=cpu, first_step_s=first))
                     print(f'{label:<34} threads {threads} load {busy}: {wall:.3f} s/step '
-                          f'(first two steps {first:.1f} s)', flush=True)
+                          f'(first step {first:.1f} s)', flush=True)
     def step(network, threads, busy):
         return next(r['train_step_s'] for r in rows
                     if r['network'] == network and r['threads'] == threads and r['load'] == busy)
@@ -294,7 +332,7 @@ COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('T', 'T',
            ('params', 'params', 9, '{}'), ('train_step_s', 'train s', 8, '{:.3f}'),
            ('train_step_cpu_s', 'cpu s', 8, '{:.3f}'), ('train_peak_mb', 'train MB', 8, '{:.0f}'),
            ('infer_s', 'infer s', 8, '{:.3f}'), ('infer_cpu_s', 'cpu s', 8, '{:.3f}'),
-           ('infer_peak_mb', 'infer MB', 8, '{:.0f}'))
+           ('infer_peak_mb', 'infer MB', 8, '{:.0f}'), ('warmup_s', 'warmup s', 8, '{:.1f}'))
 
 
 def format_line(texts):
