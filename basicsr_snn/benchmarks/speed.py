@@ -310,6 +310,7 @@ def run_under_load(load: int, quick: bool = False, device: str = 'cpu') -> dict:
                                      train_step_cpu_s=cpu, first_step_s=first))
                     print(f'{label:<34} threads {threads} load {busy}: {wall:.3f} s/step '
                           f'(first step {first:.1f} s)', flush=True)
+
     def step(network, threads, busy):
         return next(r['train_step_s'] for r in rows
                     if r['network'] == network and r['threads'] == threads and r['load'] == busy)
