@@ -96,7 +96,8 @@ class DistillSNNModel(SNNModel):
       checkpoint with ``strict_load_g: false``;
     * membrane hints: a neuron module as ``student`` with ``reduce: membrane``.
 
-    Logged every ``logger.print_freq``: ``l_pix``, ``l_fft``, ``l_hint_<name>`` (``w_k * hint_k``,
+    Logged every ``logger.print_freq``: ``l_pix``, ``l_fft``, ``l_rate`` (with ``train.rate_opt``, see
+    :class:`SNNModel`), ``l_hint_<name>`` (``w_k * hint_k``,
     before gamma), ``l_output_kd`` (``w_out * output_loss``, before gamma), ``distill_weight``
     (gamma), ``firing_rate``. At the first validation of each dataset: ``Teacher PSNR on <dataset>:
     xx.xx dB`` (with the first ``calculate_psnr`` metric of ``val.metrics``, else crop_border 0),

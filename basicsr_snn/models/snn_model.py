@@ -102,6 +102,7 @@ class SNNModel(SRModel):
             trained ``SpikerIRReLU`` into its ``SpikerIR``); no match at all is an error.
 
     Logged:
+        ``l_rate``: the firing-rate penalty, with ``train.rate_opt``.
         ``firing_rate``: fraction of spiking-neuron outputs that are spikes, measured by hooks
             during the training forward of every ``logger.print_freq``-th iteration (the only
             iterations whose losses are logged), averaged over ranks; absent when the network has
