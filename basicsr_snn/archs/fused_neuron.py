@@ -96,13 +96,19 @@ def _backward_loop(grad_spikes, grad_v, charged, v0, threshold: float, decay_kin
     return torch.stack(grads), carry, grad_decay
 
 
-def _compiled_loop(name):
+#: compiled variants kept per loop: one per T, batch of one or more, neuron kind and settings; dynamo's
+#: default of 8 is reached by a process that benchmarks several T, after which it would run uncompiled
+RECOMPILE_LIMIT = 64
+
+
+def _run_compiled(name, *args):
     if name not in _compiled:
         # inductor's CPU build warns that no CUDA runtime exists: true and irrelevant here
         logging.getLogger('torch.utils.cpp_extension').setLevel(logging.ERROR)
         loop = _forward_loop if name == 'forward' else _backward_loop
         _compiled[name] = torch.compile(loop, dynamic=True)
-    return _compiled[name]
+    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+        return _compiled[name](*args)
 
 
 class _FusedNeuron(torch.autograd.Function):
@@ -110,7 +116,7 @@ class _FusedNeuron(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, w, threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset):
         decay = w.sigmoid() if decay_kind == 'plif' else tau
-        spikes, charged, v = _compiled_loop('forward')(x_seq, v0, threshold, decay_kind, decay)
+        spikes, charged, v = _run_compiled('forward', x_seq, v0, threshold, decay_kind, decay)
         ctx.save_for_backward(charged, v0, w)
         ctx.settings = (threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset)
         return spikes, v
@@ -120,8 +126,8 @@ class _FusedNeuron(torch.autograd.Function):
         charged, v0, w = ctx.saved_tensors
         threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset = ctx.settings
         q = w.sigmoid() if decay_kind == 'plif' else None
-        grad_x, grad_v0, grad_decay = _compiled_loop('backward')(
-            grad_spikes.contiguous(), grad_v.contiguous(), charged, v0, threshold, decay_kind,
+        grad_x, grad_v0, grad_decay = _run_compiled(
+            'backward', grad_spikes.contiguous(), grad_v.contiguous(), charged, v0, threshold, decay_kind,
             q if q is not None else tau,
             surrogate_kind, alpha, detach_reset)
         grad_w = (grad_decay.sum() * q * (1 - q)).reshape(w.shape) if q is not None else None
@@ -132,7 +138,7 @@ def _compiles() -> bool:
     """Whether ``torch.compile`` works here (a C++ compiler for inductor); checked once, on a tiny input."""
     if not _compile_failure and 'checked' not in _compiled:
         try:
-            _compiled_loop('forward')(torch.zeros(1, 2), torch.zeros(2), 1., 'if', 0.)
+            _run_compiled('forward', torch.zeros(1, 2), torch.zeros(2), 1., 'if', 0.)
             _compiled['checked'] = True
         except Exception as error:  # noqa: BLE001  (any compiler failure means: use spikingjelly's op)
             _compile_failure.append(error)
