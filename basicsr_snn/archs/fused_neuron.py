@@ -175,14 +175,23 @@ def uses_fused_kernel(backend: str, x_seq: torch.Tensor) -> bool:
 
 
 class _FusedMultiStep:
-    """Mixin: ``multi_step_forward`` through the fused kernel where :func:`uses_fused_kernel` says so."""
+    """Mixin: ``multi_step_forward`` through the fused kernel where :func:`uses_fused_kernel` says so.
+
+    Args:
+        neuron_backend (str): ``'auto'``, ``'fused'`` or ``'spikingjelly'``. Default: ``'auto'``.
+        **kwargs: the spikingjelly node's arguments.
+    """
     decay_kind = None
 
-    def _setup_fused(self, backend):
-        self.neuron_backend = resolve_backend(backend)
+    def __init__(self, neuron_backend='auto', **kwargs):
+        super().__init__(**kwargs)
+        if self.v_reset != 0. or getattr(self, 'decay_input', False):
+            raise ValueError('the fused neuron implements v_reset=0 and decay_input=False (what NeuronSpec builds), '
+                             f'got v_reset={self.v_reset}, decay_input={getattr(self, "decay_input", False)}')
         if not isinstance(self.surrogate_function, (surrogate.ATan, surrogate.Sigmoid)):
             raise ValueError(f'the fused neuron supports the atan and sigmoid surrogates, got '
                              f'{type(self.surrogate_function).__name__}')
+        self.neuron_backend = resolve_backend(neuron_backend)
 
     def multi_step_forward(self, x_seq, *args, **kwargs):
         if self.store_v_seq or args or kwargs or not uses_fused_kernel(self.neuron_backend, x_seq):
@@ -198,42 +207,19 @@ class _FusedMultiStep:
 
 
 class FusedLIFNode(_FusedMultiStep, neuron.LIFNode):
-    """spikingjelly's ``LIFNode`` (``decay_input=False``, ``v_reset=0``) with the fused CPU kernel.
-
-    Args:
-        neuron_backend (str): ``'auto'``, ``'fused'`` or ``'spikingjelly'``. Default: ``'auto'``.
-        **kwargs: ``LIFNode``'s arguments.
-    """
+    """spikingjelly's ``LIFNode`` (``decay_input=False``, ``v_reset=0``) with the fused CPU kernel;
+    ``neuron_backend`` and ``LIFNode``'s arguments."""
     decay_kind = 'lif'
-
-    def __init__(self, neuron_backend='auto', **kwargs):
-        super().__init__(**kwargs)
-        _check_supported(self)
-        self._setup_fused(neuron_backend)
 
 
 class FusedIFNode(_FusedMultiStep, neuron.IFNode):
-    """spikingjelly's ``IFNode`` (``v_reset=0``) with the fused CPU kernel (arguments as :class:`FusedLIFNode`)."""
+    """spikingjelly's ``IFNode`` (``v_reset=0``) with the fused CPU kernel; ``neuron_backend`` and ``IFNode``'s
+    arguments."""
     decay_kind = 'if'
-
-    def __init__(self, neuron_backend='auto', **kwargs):
-        super().__init__(**kwargs)
-        _check_supported(self)
-        self._setup_fused(neuron_backend)
 
 
 class FusedParametricLIFNode(_FusedMultiStep, neuron.ParametricLIFNode):
     """spikingjelly's ``ParametricLIFNode`` (``decay_input=False``, ``v_reset=0``) with the fused CPU kernel,
-    which also gives the gradient of the learnable time constant (arguments as :class:`FusedLIFNode`)."""
+    which also gives the gradient of the learnable time constant; ``neuron_backend`` and
+    ``ParametricLIFNode``'s arguments."""
     decay_kind = 'plif'
-
-    def __init__(self, neuron_backend='auto', **kwargs):
-        super().__init__(**kwargs)
-        _check_supported(self)
-        self._setup_fused(neuron_backend)
-
-
-def _check_supported(node):
-    if node.v_reset != 0. or getattr(node, 'decay_input', False):
-        raise ValueError('the fused neuron implements v_reset=0 and decay_input=False (what NeuronSpec builds), '
-                         f'got v_reset={node.v_reset}, decay_input={getattr(node, "decay_input", False)}')

@@ -31,7 +31,7 @@ from basicsr.utils import set_random_seed
 
 from basicsr_snn.benchmarks.arms import Arm
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model
-from basicsr_snn.benchmarks.study import CHECKPOINT, Study
+from basicsr_snn.benchmarks.study import CHECKPOINT, Study, keep_settings
 from basicsr_snn.benchmarks.study_report import arm_energy, energy_image, network_energy
 from basicsr_snn.utils.checkpoint import atomic_save
 from basicsr_snn.utils.run_options import in_process_options
@@ -109,16 +109,8 @@ class ParetoSweep:
         self._check_settings()
 
     def _check_settings(self):
-        path = self.out / 'settings.json'
-        current = dict(asdict(self.settings), study=str(self.study.out))
-        if path.is_file():
-            earlier = json.loads(path.read_text())
-            differing = sorted(key for key in set(earlier) | set(current) if earlier.get(key) != current.get(key))
-            if differing:
-                raise ValueError(f'{self.out} holds a sweep with other settings (differing: {differing}); '
-                                 f'use another --out or the same settings')
-        else:
-            path.write_text(json.dumps(current, indent=1))
+        keep_settings(self.out / 'settings.json', dict(asdict(self.settings), study=str(self.study.out)),
+                      'a sweep with other settings')
 
     def run(self, names: Iterable[str]) -> None:
         variants = [Variant.parse(name) for name in names]

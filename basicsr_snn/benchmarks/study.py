@@ -74,6 +74,19 @@ class StudyProtocol:
         return cls(**dict(stored, val_dirs=tuple(stored['val_dirs'])))
 
 
+def keep_settings(path: Path, current: dict, what: str) -> None:
+    """Store ``current`` at ``path``, or check that the stored settings equal it: a folder's cached results
+    are only comparable under one set of settings."""
+    if path.is_file():
+        earlier = json.loads(path.read_text())
+        differing = sorted(key for key in set(earlier) | set(current) if earlier.get(key) != current.get(key))
+        if differing:
+            raise ValueError(f'{path.parent} holds {what} (differing: {differing}); use another --out or the same '
+                             'settings')
+    else:
+        path.write_text(json.dumps(current, indent=1))
+
+
 def study_data_folders(out, quick: bool, train_dir=None, val_dirs=None) -> tuple[Path, list[Path]]:
     """(train folder, [validation folders]) of a study: the given ones, else the shared datasets'
     Train400, Set12 and BSD68; ``quick`` without folders builds the demo set under ``out``."""
@@ -109,16 +122,7 @@ class Study:
         self._data = None
 
     def _check_protocol(self):
-        path = self.out / 'protocol.json'
-        current = self.protocol.to_dict()
-        if path.is_file():
-            earlier = json.loads(path.read_text())
-            differing = sorted(key for key in set(earlier) | set(current) if earlier.get(key) != current.get(key))
-            if differing:
-                raise ValueError(f'{self.out} holds a study with another protocol (differing: {differing}); '
-                                 f'use another --out or the same settings')
-        else:
-            path.write_text(json.dumps(current, indent=1))
+        keep_settings(self.out / 'protocol.json', self.protocol.to_dict(), 'a study with another protocol')
 
     # data ------------------------------------------------------------------------------------
     def data(self):
