@@ -267,7 +267,7 @@ def remove_unused_run_folders() -> list[str]:
         if not os.path.isdir(path) or any(Path(path).rglob('*.pth')) or any(Path(path).rglob('*.state')):
             continue
         shutil.rmtree(path)
-        done.append(f'removed {path}')
+        done.append(f'removed {path} (nothing was saved there)')
         if archived and os.path.isdir(archived):
             os.rename(archived, path)
             done.append(f'moved {archived} back to {path}')

@@ -2,6 +2,7 @@
 empty run folder left behind by a run that failed to start."""
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,16 +66,30 @@ def run_pipeline(kind: str, argv: list[str] | None = None) -> int:
             raise
         print(f'{command}: {describe_error(error)}', file=sys.stderr)
         for line in cleaned:
-            print(f'{command}: {line} (nothing was saved there)', file=sys.stderr)
+            print(f'{command}: {line}', file=sys.stderr)
         print(f'{command}: add --debug for the full traceback', file=sys.stderr)
         return 1
     return 0
 
 
 def describe_error(error: BaseException) -> str:
+    """One line for a user error; an unknown registry name lists the registered ones."""
     if isinstance(error, KeyError):
-        return f'missing option or key {error.args[0] if error.args else error!r}'
+        message = str(error.args[0]) if error.args else ''
+        registry = re.search(r"No object named '(.+)' found in '(\w+)' registry", message)
+        if registry:
+            names = sorted(_registry(registry[2]).keys())
+            return f'no {registry[2]} named {registry[1]!r} (check its type: option); registered: {names}'
+        return f'missing option or key {message!r}'
+    if isinstance(error, FileNotFoundError) and error.filename:
+        return f'no such file or folder: {error.filename}'
     return str(error)
+
+
+def _registry(kind):
+    from basicsr.utils import registry
+    return {'arch': registry.ARCH_REGISTRY, 'model': registry.MODEL_REGISTRY, 'dataset': registry.DATASET_REGISTRY,
+            'loss': registry.LOSS_REGISTRY, 'metric': registry.METRIC_REGISTRY}[kind]
 
 
 @contextlib.contextmanager

@@ -95,3 +95,15 @@ def test_energy_report_names_a_missing_checkpoint(tmp_path):
                  '--student-ckpt', tmp_path / 'none.pth', '--no-twin', '--out', tmp_path / 'e.json', cwd=tmp_path)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert f"energy_report.py: student checkpoint: no such file '{tmp_path / 'none.pth'}'" in result.stderr
+
+
+def test_an_unknown_arch_of_basicsr_s_own_model_lists_the_registered_names(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    options = training_options(tmp_path, data, 'unknown_arch', model_type='SRModel', total_iter=2)
+    options['network_g'] = {'type': 'Restormr'}
+    result = run(TRAIN_SCRIPT, '-opt', write_options(tmp_path / 'train.yml', options), cwd=tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith('basicsr-snn-train: '))
+    assert line.startswith("basicsr-snn-train: no arch named 'Restormr' (check its type: option); registered: [")
+    assert "'Restormer'" in line and "'SpikerIR'" in line
+    assert not (tmp_path / 'experiments').exists()
