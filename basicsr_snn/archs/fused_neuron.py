@@ -128,8 +128,7 @@ class _FusedNeuron(torch.autograd.Function):
         q = w.sigmoid() if decay_kind == 'plif' else None
         grad_x, grad_v0, grad_decay = _run_compiled(
             'backward', grad_spikes.contiguous(), grad_v.contiguous(), charged, v0, threshold, decay_kind,
-            q if q is not None else tau,
-            surrogate_kind, alpha, detach_reset)
+            tau if q is None else q, surrogate_kind, alpha, detach_reset)
         grad_w = (grad_decay.sum() * q * (1 - q)).reshape(w.shape) if q is not None else None
         return grad_x, grad_v0, grad_w, None, None, None, None, None, None
 
