@@ -34,6 +34,7 @@ from tqdm import tqdm
 from basicsr_snn.analysis.firing_rate import AdditionCounter, FiringRateMonitor, SynapticInputMonitor
 from basicsr_snn.analysis.macs import count_macs
 from basicsr_snn.analysis.memory import MEMORY_ASSUMPTIONS, MemoryAssumptions, MemoryTraffic, memory_traffic
+from basicsr_snn.utils.checks import check_choice
 from basicsr_snn.utils.hooks import evaluating
 
 #: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add;
@@ -171,9 +172,7 @@ class EnergyReport:
     def memory(self, assumptions: str | MemoryAssumptions = 'gpu') -> MemoryTraffic:
         """Memory traffic per image under ``assumptions`` (a :data:`MEMORY_ASSUMPTIONS` name or an instance)."""
         if isinstance(assumptions, str):
-            if assumptions not in MEMORY_ASSUMPTIONS:
-                raise ValueError(f'memory assumptions must be one of {tuple(MEMORY_ASSUMPTIONS)}, got {assumptions!r}')
-            assumptions = MEMORY_ASSUMPTIONS[assumptions]
+            assumptions = MEMORY_ASSUMPTIONS[check_choice('memory assumptions', assumptions, MEMORY_ASSUMPTIONS)]
         return memory_traffic(self.layers, self.neuron_elements, assumptions)
 
     def total_pj(self, assumptions: str | MemoryAssumptions = 'gpu') -> float:
@@ -200,14 +199,16 @@ class EnergyReport:
         ``energy_pj`` / ``compute_pj`` are the compute energy; ``memory_pj`` and ``total_pj`` follow
         the ``memory`` assumptions; ``memory`` holds the traffic under every named assumption set.
         """
+        traffic = {name: self.memory(name) for name in MEMORY_ASSUMPTIONS}
+        chosen = traffic[check_choice('memory', memory, traffic)]
         report = asdict(self)
         report.pop('neuron_elements')
         report.update(sops=self.sops, macs=self.macs, energy_pj=self.energy_pj, energy_uj=self.energy_uj,
-                      compute_pj=self.energy_pj, memory_assumptions=memory,
-                      memory_pj=self.memory(memory).energy_pj, total_pj=self.total_pj(memory),
-                      memory={name: dict(self.memory(name).to_dict(), total_pj=self.total_pj(name),
+                      compute_pj=self.energy_pj, memory_assumptions=memory, memory_pj=chosen.energy_pj,
+                      total_pj=self.energy_pj + chosen.energy_pj,
+                      memory={name: dict(moved.to_dict(), total_pj=self.energy_pj + moved.energy_pj,
                                          assumptions=MEMORY_ASSUMPTIONS[name].describe())
-                              for name in MEMORY_ASSUMPTIONS},
+                              for name, moved in traffic.items()},
                       mean_input_rate=_defined(self.mean_input_rate), mean_firing_rate=_defined(self.mean_firing_rate),
                       note=MEMORY_NOTE)
         return report
@@ -284,7 +285,6 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
 
     num_images = images.shape[0]
     modules = dict(inputs.targets)
-    layer_types = {name: type(module).__name__ for name, module in inputs.targets}
     layers = []
     for name in inputs.recorded():
         steps = inputs.leading[name] / num_images
@@ -292,7 +292,7 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         rate = inputs.input_rate(name)
         spike_fed = spiking and inputs.is_binary(name)
         sops, layer_macs = (rate * dense, 0.0) if spike_fed else (0.0, dense)
-        layers.append(LayerEnergy(name=name, type=layer_types[name], steps=steps,
+        layers.append(LayerEnergy(name=name, type=type(modules[name]).__name__, steps=steps,
                                   macs_per_step=dense / steps, input_rate=rate, spike_fed=spike_fed, sops=sops,
                                   macs=layer_macs, energy_pj=sops * ac_pj + layer_macs * mac_pj,
                                   parameters=sum(p.numel() for p in modules[name].parameters()),

@@ -33,7 +33,7 @@ from basicsr_snn.benchmarks.arms import Arm
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model
 from basicsr_snn.benchmarks.study import CHECKPOINT, Study, keep_settings
 from basicsr_snn.benchmarks.study_report import arm_energy, energy_image, network_energy
-from basicsr_snn.utils.checkpoint import atomic_save
+from basicsr_snn.utils.checkpoint import atomic_save, atomic_write_text
 from basicsr_snn.utils.run_options import in_process_options
 
 RESULT = 'result.json'
@@ -158,7 +158,7 @@ class ParetoSweep:
         result = {'variant': asdict(variant), 'network': opt['network_g'], 'rate_opt': opt['train'].get('rate_opt'),
                   'final': scores, 'energy': energy, 'losses': losses, 'train_seconds': train_seconds,
                   'torch_threads': torch.get_num_threads()}
-        (self.out / variant.name / RESULT).write_text(json.dumps(result, indent=1))
+        atomic_write_text(json.dumps(result, indent=1), self.out / variant.name / RESULT)
         self.log(f'[{variant.name}] ' + ', '.join(f'{name} {s["psnr"]:.2f} dB' for name, s in scores.items())
                  + f'; compute {energy["energy_uj"]:.1f} µJ, firing rate {energy["mean_firing_rate"]:.3f} '
                    f'({train_seconds:.0f} s)')

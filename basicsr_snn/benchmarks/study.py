@@ -32,7 +32,7 @@ from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model, evenl
 from basicsr_snn.data.demo_data import make_demo_dataset
 from basicsr_snn.data.paths import shared_datasets_root
 from basicsr_snn.utils import experiment_lock
-from basicsr_snn.utils.checkpoint import atomic_save
+from basicsr_snn.utils.checkpoint import atomic_save, atomic_write_text
 
 OPTIONS_DIR = Path(__file__).resolve().parents[2] / 'options'
 RESULT, CHECKPOINT, PROGRESS, LOCK = 'result.json', 'net_g.pth', 'progress.pth', 'lock'
@@ -264,7 +264,7 @@ class Study:
             'final_eval_seconds': time.time() - tic, 'torch_threads': torch.get_num_threads(),
             'load_average_end': os.getloadavg(),
         }
-        _atomic_write_text(json.dumps(result, indent=1), self.arm_dir(arm) / RESULT)
+        atomic_write_text(json.dumps(result, indent=1), self.arm_dir(arm) / RESULT)
         (self.arm_dir(arm) / PROGRESS).unlink(missing_ok=True)
 
 
@@ -324,9 +324,3 @@ def _trained_networks(model):
     if getattr(model, 'net_adapters', None) is not None and model.adapters_have_parameters():
         networks.append(('adapters', model.net_adapters))
     return networks
-
-
-def _atomic_write_text(text, path):
-    temporary = path.with_name(f'.{path.name}.tmp')
-    temporary.write_text(text)
-    os.replace(temporary, path)

@@ -175,14 +175,17 @@ class SNNModel(SRModel):
         super().init_training_settings()
         fft_opt = train_opt.get('fft_opt')
         self.cri_fft = build_loss(fft_opt).to(self.device) if fft_opt else None
-        self.cri_rate = self._build_rate_loss(train_opt.get('rate_opt'))
+        rate_opt = train_opt.get('rate_opt')
+        # one monitor for every step; it keeps the counts' graph when the rates are penalised
+        self._spike_monitor = FiringRateMonitor(self.get_bare_model(self.net_g), keep_graph=rate_opt is not None)
+        self.cri_rate = self._build_rate_loss(rate_opt)
 
     def _build_rate_loss(self, rate_opt):
         """``train.rate_opt`` -> a :class:`FiringRateLoss` (or another registered loss of a rate), or None."""
         if rate_opt is None:
             return None
         check_keys('train.rate_opt', rate_opt, RATE_OPTION_KEYS)
-        if not FiringRateMonitor(self.get_bare_model(self.net_g)).targets:
+        if not self._spike_monitor.targets:
             raise ValueError(f'train.rate_opt: network_g ({type(self.get_bare_model(self.net_g)).__name__}) has no '
                              'spiking neuron whose rate could be penalised; remove train.rate_opt')
         with named_errors('train.rate_opt', ('target', 'loss_weight')):
@@ -241,19 +244,14 @@ class SNNModel(SRModel):
 
     def _optimize(self, current_iter):
         bare_net = self.get_bare_model(self.net_g)
-        monitor = None
-        if self.cri_rate is not None or self._logs_at(current_iter):
-            monitor = FiringRateMonitor(bare_net, keep_graph=self.cri_rate is not None)
-        if monitor is not None and not monitor.targets:
-            monitor = None
-        self._spike_monitor = monitor
+        logs_rate = self._logs_at(current_iter) and bool(self._spike_monitor.targets)
+        monitor = self._spike_monitor if self.cri_rate is not None or logs_rate else None
         self.optimizer_g.zero_grad()
         # a skipped step must not leave its batch in the BN running statistics either
         buffers_before = {name: buffer.detach().clone() for name, buffer in bare_net.named_buffers()}
         with monitor if monitor is not None else nullcontext():
             self.forward_student()
         l_total, loss_dict = self.compute_losses(current_iter)
-        self._spike_monitor = None
         problem = self.loss_guard.loss_problem(l_total)
         if problem is None:
             l_total.backward()
@@ -268,8 +266,9 @@ class SNNModel(SRModel):
                     buffer.copy_(buffers_before[name])
             self.loss_guard.skip(current_iter, problem, loss_dict, self._last_checkpoint_hint())
         functional.reset_net(bare_net)
-        if monitor is not None and self._logs_at(current_iter):
+        if logs_rate:
             loss_dict['firing_rate'] = monitor.mean_rate_tensor().detach().float()
+        self._spike_monitor.reset()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)

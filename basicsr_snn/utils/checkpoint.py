@@ -116,10 +116,19 @@ def load_weights(network: nn.Module, path: str | Path, param_key: str | None = D
 
 def atomic_save(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary name in the same folder, then rename: ``path`` is never half-written."""
+    _write_atomically(path, lambda temporary: torch.save(obj, temporary))
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """:func:`atomic_save` for a text file (a cached result that a rerun trusts once it exists)."""
+    _write_atomically(path, lambda temporary: temporary.write_text(text))
+
+
+def _write_atomically(path, write):
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
-        torch.save(obj, temporary)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -28,8 +28,8 @@ def choose_threads() -> tuple[int, str]:
     if os.environ.get('OMP_NUM_THREADS'):
         return torch.get_num_threads(), '$OMP_NUM_THREADS'
     cores = len(os.sched_getaffinity(0))
-    busy = round(os.getloadavg()[0])
-    return max(1, cores - busy), f'{cores} usable cores, load average {os.getloadavg()[0]:.1f}'
+    load = os.getloadavg()[0]
+    return max(1, cores - round(load)), f'{cores} usable cores, load average {load:.1f}'
 
 
 def apply_thread_policy() -> str:
