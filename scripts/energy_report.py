@@ -34,7 +34,6 @@ import torch
 import yaml
 
 import basicsr_snn  # noqa: F401  (before basicsr: its import shims; registers the archs)
-from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_ASSUMPTIONS, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES,
@@ -42,6 +41,7 @@ from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_ASSUMPTIONS, MEMOR
                                   spikingjelly_estimates)
 from basicsr_snn.cli import user_errors_as_one_line
 from basicsr_snn.data.image_io import list_images, read_image
+from basicsr_snn.models.snn_model import build_network_from_options
 from basicsr_snn.utils.checkpoint import load_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -98,12 +98,6 @@ def twin_arch(student_arch):
     accepted = {parameter.name for parameter in parameters}
     return {'type': twin_type, **{key: value for key, value in student_arch.items()
                                   if key != 'type' and key not in SPIKING_OPTIONS and (takes_any or key in accepted)}}
-
-
-def build(arch):
-    if arch['type'] not in ARCH_REGISTRY:
-        raise ValueError(f'Unknown network type {arch["type"]!r}; registered: {sorted(ARCH_REGISTRY.keys())}')
-    return build_network(arch)
 
 
 def input_channels(net):
@@ -250,10 +244,10 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     with user_errors_as_one_line('energy_report.py', args.debug):
-        return report(args)
+        return write_energy_report(args)
 
 
-def report(args):
+def write_energy_report(args):
     specs = network_specs(args)
     if args.T is not None:
         # through the options, since T can shape weights (SpikerIR's temporal attention)
@@ -273,7 +267,7 @@ def report(args):
         print(f'Analysing the {role} ({arch["type"]}) on {len(names)} image(s) of {args.size[0]}x{args.size[1]}...',
               flush=True)
         torch.manual_seed(args.seed)
-        net = build(arch)
+        net = build_network_from_options({role: arch}, role)
         if checkpoint:
             load_weights(net, checkpoint, param_key, strict, option_key=f'{role} checkpoint')
         elif role == 'student':
@@ -283,9 +277,10 @@ def report(args):
         if role == 'student' and args.calibrate_bn:
             calibrate_batchnorm(net, inputs)
         report = analyse_energy(net, inputs, spiking=role == 'student', progress=f'{role}: rates', **energy_options)
+        estimates = {}
         if not args.no_spikingjelly:
             print(f"  spikingjelly's estimators on the {role}...", flush=True)
-        estimates = {} if args.no_spikingjelly else spikingjelly_estimates(net, inputs[:1], report.mac_pj, report.ac_pj)
+            estimates = spikingjelly_estimates(net, inputs[:1], report.mac_pj, report.ac_pj)
         reports[role] = (arch, report, estimates)
 
     student = reports['student'][1]

@@ -18,6 +18,7 @@ Layout of ``out``::
 Variant names join parts with ``+``: ``T<int>`` (time steps), ``rate<float>`` (rate-penalty
 weight, at the sweep's ``rate_target``), ``vth<float>`` (threshold); ``base`` has none.
 """
+import functools
 import json
 import re
 import time
@@ -180,22 +181,16 @@ class ParetoSweep:
                 'target': _target_check(points, references)}
 
 
-ENERGY_MEASURES = {'compute': 'compute_pj', 'total gpu': ('memory', 'gpu', 'total_pj'),
+#: each measure's path in the energy record of :func:`~.study_report.network_energy`
+ENERGY_MEASURES = {'compute': ('compute_pj', ), 'total gpu': ('memory', 'gpu', 'total_pj'),
                    'total neuromorphic': ('memory', 'neuromorphic', 'total_pj')}
 
 
 def _point(scores, energy, kind):
     return {'kind': kind, 'scores': scores, 'psnr': next(iter(scores.values()))['psnr'],
             'firing_rate': energy.get('mean_firing_rate'),
-            'energy_pj': {measure: _lookup(energy, key) for measure, key in ENERGY_MEASURES.items()}}
-
-
-def _lookup(record, key):
-    if isinstance(key, str):
-        return record[key]
-    for part in key:
-        record = record[part]
-    return record
+            'energy_pj': {measure: functools.reduce(dict.get, keys, energy)
+                          for measure, keys in ENERGY_MEASURES.items()}}
 
 
 def pareto_front(points: dict, measure: str) -> list[str]:
