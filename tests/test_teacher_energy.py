@@ -74,8 +74,8 @@ def test_energy_report_takes_an_all_in_one_teacher_from_its_lightning_checkpoint
     opt_path = tmp_path / 'options.yml'
     opt_path.write_text(yaml.safe_dump(options))
     out = tmp_path / 'energy.json'
-    energy_report.main(['-opt', str(opt_path), '--size', '16', '16', '--num-images', '1', '--no-twin', '--no-spikingjelly',
-                        '--out', str(out)])
+    energy_report.main(['-opt', str(opt_path), '--size', '16', '16', '--num-images', '1', '--no-twin',
+                        '--no-spikingjelly', '--out', str(out)])
     network = json.loads(out.read_text())['networks']['teacher']
     assert network['arch']['type'] == arch and network['params'] == sum(p.numel() for p in teacher.parameters())
     assert network['sops'] == 0 and network['macs'] > 0
