@@ -2,7 +2,8 @@
 
 :func:`run` times training steps and single-image inference of every SpikerIR preset at
 T = 1, 2, 4, 8 and of each preset's ReLU twin, then whole training iterations of the demo's
-``SNNModel`` and ``DistillSNNModel``, then the forward of each teacher (Restormer, PromptIR, AdaIR); :func:`run_under_load` times the small and base students
+``SNNModel`` and ``DistillSNNModel``, then the forward of each teacher (Restormer, PromptIR,
+AdaIR); :func:`run_under_load` times the small and base students
 (both neuron backends) and their twins on a quiet CPU and beside busy processes, at one thread
 and at every core; the ``format_*`` helpers print the rows.
 """
