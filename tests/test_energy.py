@@ -9,8 +9,8 @@ from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpC
 from torch import nn
 
 import basicsr_snn  # noqa: F401  (host-stack fixes, arch registration)
-from basicsr_snn.analysis import (FiringRateMonitor, aggregate_by_level, analyse_energy, calibrate_batchnorm,
-                                  energy_per_op)
+from basicsr_snn.analysis import (AnalysedNetwork, FiringRateMonitor, aggregate_by_level, analyse_energy,
+                                  calibrate_batchnorm, energy_measures, energy_per_op, ratios, summary_table)
 from basicsr_snn.archs.spikerir_arch import SpikerIR
 
 
@@ -182,6 +182,26 @@ def test_ann_moves_no_membranes_and_no_bits():
     for assumptions in ('gpu', 'neuromorphic'):
         traffic = report.memory(assumptions)
         assert (traffic.weight_bytes, traffic.activation_bytes, traffic.membrane_bytes) == expected
+
+
+def test_measures_and_ratios_of_the_student_against_an_ann():
+    student = analyse_energy(TwoLayerSNN(T=2), staircase_image())
+    ann = analyse_energy(nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1)),
+                         staircase_image(), spiking=False)
+    # the student: 406.4 pJ of compute, 984 bytes moved on a gpu, 480 on a neuromorphic core (the tests above);
+    # the ANN: 32 + 288 MACs x 4.6 pJ, (23 weights + 96 activations) x 4 bytes = 476 bytes under both sets
+    byte_pj = 24.96
+    assert energy_measures(student.to_dict()) == pytest.approx(
+        {'compute': 406.4, 'total gpu': 406.4 + 984 * byte_pj, 'total neuromorphic': 406.4 + 480 * byte_pj})
+    networks = {'student': AnalysedNetwork({'type': 'TwoLayerSNN'}, student, {}),
+                'twin': AnalysedNetwork({'type': 'Sequential'}, ann, {})}
+    ann_total = 1472 + 476 * byte_pj
+    assert ratios(networks) == {'student/twin': pytest.approx(
+        {'energy': 406.4 / 1472, 'total_gpu': (406.4 + 984 * byte_pj) / ann_total,
+         'total_neuromorphic': (406.4 + 480 * byte_pj) / ann_total, 'params': 20 / 23})}
+    table = summary_table(networks).splitlines()
+    assert table[2].split()[:6] == ['student', 'TwoLayerSNN', '20', '32', '288', '0.5000']
+    assert table[3].split()[:6] == ['twin', 'Sequential', '23', '320', '0', '-']
 
 
 def test_time_steps_follow_the_network():
