@@ -27,6 +27,6 @@ __all__ = [
     'calibrate_batchnorm', 'ENERGY_PRESETS_45NM', 'MEMORY_NOTE', 'EnergyReport', 'LayerEnergy', 'analyse_energy',
     'energy_per_op', 'format_count', 'format_energy', 'ENERGY_MEASURES', 'AnalysedNetwork', 'energy_measures',
     'estimates_table', 'ratios', 'summary_table', 'SPIKING_NEURON_TYPES', 'SYNAPTIC_LAYER_TYPES',
-    'FiringRateMonitor', 'SynapticInputMonitor', 'aggregate_by_level', 'spike_levels_of', 'MacCount', 'count_macs', 'MEMORY_ASSUMPTIONS',
-    'MemoryAssumptions', 'MemoryTraffic', 'memory_traffic', 'spikingjelly_estimates'
+    'FiringRateMonitor', 'SynapticInputMonitor', 'aggregate_by_level', 'spike_levels_of', 'MacCount', 'count_macs',
+    'MEMORY_ASSUMPTIONS', 'MemoryAssumptions', 'MemoryTraffic', 'memory_traffic', 'spikingjelly_estimates'
 ]
