@@ -11,25 +11,29 @@ from torch import nn
 import basicsr_snn  # noqa: F401  (host-stack fixes, arch registration)
 from basicsr_snn.analysis import (AnalysedNetwork, FiringRateMonitor, aggregate_by_level, analyse_energy,
                                   calibrate_batchnorm, energy_measures, energy_per_op, ratios, summary_table)
+from basicsr_snn.archs.ilif_neuron import ILIFNode
 from basicsr_snn.archs.spikerir_arch import SpikerIR
 
 
 class TwoLayerSNN(nn.Module):
     """1x1 encoding conv (weights 1 and 0.5, run once) -> neuron (threshold 1, T steps) -> 3x3 conv.
 
-    The neuron is binary IF by default; ``spike_levels=D`` makes it spikingjelly's multi-level I-LIF
-    (``c = clamp(round(h), 0, D)``, soft reset ``v = h - c``, ``h = v / 2 + x`` with tau 2).
+    The neuron is binary IF by default; ``spike_levels=D`` makes it the project's multi-level I-LIF
+    (``c = clamp(round(h), 0, D)``, soft reset ``v = h - c``, ``h = v / 2 + x`` with tau 2), or
+    spikingjelly's with ``spikingjelly_ilif`` (D declared by its surrogate, not by ``spike_levels``).
     """
 
-    def __init__(self, T=2, spike_levels=None):
+    def __init__(self, T=2, spike_levels=None, spikingjelly_ilif=False):
         super().__init__()
         self.T = T
         self.encoder = nn.Conv2d(1, 2, 1, bias=False)
         if spike_levels is None:
             self.neuron = neuron.IFNode(v_threshold=1., v_reset=0., step_mode='m')
-        else:
+        elif spikingjelly_ilif:
             self.neuron = neuron.ILIFNode(tau=2., v_threshold=1., step_mode='m',
                                           surrogate_function=surrogate.MultiLevelSpikeCount(spike_levels))
+        else:
+            self.neuron = ILIFNode(spike_levels=spike_levels, tau=2., v_threshold=1., step_mode='m')
         self.synapse = layer.SeqToANNContainer(nn.Conv2d(2, 1, 3, padding=1, bias=False))
         with torch.no_grad():
             self.encoder.weight.copy_(torch.tensor([1., 0.5]).view(2, 1, 1, 1))
@@ -95,8 +99,10 @@ def test_memory_traffic_of_the_two_layer_network_matches_hand_count():
         report.memory('hbm')
 
 
-def test_two_layer_network_fed_counts_matches_hand_count():
-    report = analyse_energy(TwoLayerSNN(T=1, spike_levels=4), staircase_image(COUNT_ROWS))
+@pytest.mark.parametrize('spikingjelly_ilif', [False, True])
+def test_two_layer_network_fed_counts_matches_hand_count(spikingjelly_ilif):
+    report = analyse_energy(TwoLayerSNN(T=1, spike_levels=4, spikingjelly_ilif=spikingjelly_ilif),
+                            staircase_image(COUNT_ROWS))
     encoder, synapse = report.layers
     assert (encoder.spike_fed, encoder.spike_levels, encoder.macs) == (False, None, 32)
     # one step, c = clamp(round(x), 0, 4); channel x:     6.2 -> 4, 3.4 -> 3, 1.2 -> 1, 0.2 -> 0
