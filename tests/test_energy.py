@@ -317,3 +317,24 @@ def test_residual_and_skip_additions_cost_one_accumulate_per_element(shortcut):
     assert report.energy_pj == pytest.approx((report.sops + report.additions) * report.ac_pj +
                                              report.macs * report.mac_pj)
     assert report.to_dict()['additions'] == report.additions
+
+
+def test_spikerir_ilif_convs_read_counts_and_cost_what_their_binary_expansion_costs():
+    torch.manual_seed(0)
+    network = SpikerIR(in_ch=1, out_ch=1, dim=4, T=1, neuron='ilif', spike_levels=4, attention=False)
+    image = camera_image(32)
+    calibrate_batchnorm(network, image)
+    counts = analyse_energy(network, image)
+    binary = analyse_energy(network.set_spike_inference('binary'), image)
+    analog = {'embed.0', 'head'}  # fed the image / the analog residual stream
+    assert {layer.name: layer.spike_levels for layer in counts.layers} == {
+        layer.name: None if layer.name in analog else 4 for layer in counts.layers}
+    assert {layer.name: layer.spike_levels for layer in binary.layers} == {
+        layer.name: None if layer.name in analog else 1 for layer in counts.layers}
+    assert 0.05 < counts.mean_input_rate < 4
+    # a count of k is k binary spikes: the same SOPs, read from 4 binary maps per count map
+    assert binary.sops == pytest.approx(counts.sops)
+    for count_layer, binary_layer in zip(counts.layers, binary.layers):
+        if count_layer.spike_fed:
+            assert binary_layer.input_elements == 4 * count_layer.input_elements
+    assert counts.memory('gpu').membrane_bytes == 0
