@@ -49,7 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO_ROOT / 'datasets' / 'demo' / 'val' / 'gray'
 TWIN_SUFFIX = 'ReLU'
 SPIKING_OPTIONS = ('T', 'neuron', 'tau', 'v_threshold', 'detach_reset', 'surrogate', 'surrogate_alpha',
-                   'neuron_backend')
+                   'neuron_backend', 'spike_levels', 'spike_inference')
 
 
 def parse_arch(text, option):
