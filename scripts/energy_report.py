@@ -37,8 +37,8 @@ import basicsr_snn  # noqa: F401  (before basicsr: its import shims; registers t
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from basicsr_snn.analysis import (ENERGY_PRESETS_45NM, MEMORY_ASSUMPTIONS, MEMORY_NOTE, SYNAPTIC_LAYER_TYPES,
-                                  analyse_energy, calibrate_batchnorm, format_count, format_energy,
-                                  spikingjelly_estimates)
+                                  AnalysedNetwork, analyse_energy, calibrate_batchnorm, estimates_table, ratios,
+                                  spikingjelly_estimates, summary_table)
 from basicsr_snn.cli import user_errors_as_one_line
 from basicsr_snn.data.image_io import list_images, read_image
 from basicsr_snn.models.snn_model import build_network_from_options
@@ -50,7 +50,7 @@ DEFAULT_IMAGES = REPO_ROOT / 'datasets' / 'demo' / 'val' / 'gray'
 TWIN_SUFFIX = 'ReLU'
 ROLE_SUFFIXES = {'student': 'g', 'teacher': 't'}  # network_g, network_t and their path options
 SPIKING_OPTIONS = ('T', 'neuron', 'tau', 'v_threshold', 'detach_reset', 'surrogate', 'surrogate_alpha',
-                   'neuron_backend')
+                   'neuron_backend', 'spike_levels', 'spike_inference')
 
 
 def parse_arch(text, option):
@@ -141,53 +141,6 @@ def to_tensor(images, channels):
     return torch.from_numpy(np.stack(arrays).astype(np.float32) / 255.).permute(0, 3, 1, 2).contiguous()
 
 
-def summary_table(reports):
-    memory_columns = ''.join(f' {"memory " + name:>19} {"total " + name:>18}' for name in MEMORY_ASSUMPTIONS)
-    header = (f'{"network":<8} {"arch":<14} {"params":>8} {"MACs":>8} {"SOPs":>8} {"mean rate":>9} {"compute":>9}'
-              + memory_columns)
-    lines = [header, '-' * len(header)]
-    for role, (arch, report, _) in reports.items():
-        rate = '-' if np.isnan(report.mean_input_rate) else f'{report.mean_input_rate:.4f}'
-        memory = ''.join(f' {format_energy(report.memory(name).energy_pj):>19} '
-                         f'{format_energy(report.total_pj(name)):>18}' for name in MEMORY_ASSUMPTIONS)
-        lines.append(f'{role:<8} {arch["type"]:<14} {format_count(report.params):>8} {format_count(report.macs):>8} '
-                     f'{format_count(report.sops):>8} {rate:>9} {format_energy(report.energy_pj):>9}' + memory)
-    lines += [f'memory {name}: {assumptions.describe()}' for name, assumptions in MEMORY_ASSUMPTIONS.items()]
-    return '\n'.join(lines)
-
-
-def estimates_table(reports):
-    """spikingjelly's estimators beside ours, one row per network and estimator."""
-    header = f'{"network":<8} {"estimator":<31} {"compute":>9} {"memory":>9} {"total":>9}'
-    lines, models = [header, '-' * len(header)], {}
-    for role, (_, report, estimates) in reports.items():
-        lines.append(f'{role:<8} {"ours (gpu memory)":<31} {format_energy(report.energy_pj):>9} '
-                     f'{format_energy(report.memory("gpu").energy_pj):>9} {format_energy(report.total_pj("gpu")):>9}')
-        for name, estimate in estimates.items():
-            models[name.split(' (')[0]] = estimate['model']
-            if 'unavailable' in estimate:
-                lines.append(f'{role:<8} {name:<31} unavailable: {estimate["unavailable"]}')
-                continue
-            memory = '-' if estimate['memory_pj'] is None else format_energy(estimate['memory_pj'])
-            lines.append(f'{role:<8} {name:<31} {format_energy(estimate["compute_pj"]):>9} {memory:>9} '
-                         f'{format_energy(estimate["total_pj"]):>9}')
-    lines += [f'{name}: {model}' for name, model in models.items()]
-    return '\n'.join(lines)
-
-
-def ratios(reports):
-    """Student / other network ratios of compute energy, of total energy under each memory assumption
-    and of parameters, per image."""
-    student = reports['student'][1]
-    return {
-        f'student/{role}': {'energy': student.energy_pj / report.energy_pj,
-                            **{f'total_{name}': student.total_pj(name) / report.total_pj(name)
-                               for name in MEMORY_ASSUMPTIONS},
-                            'params': student.params / report.params}
-        for role, (_, report, _) in reports.items() if role != 'student'
-    }
-
-
 def plot_rates(report, path, title):
     import matplotlib
     matplotlib.use('Agg')
@@ -199,7 +152,7 @@ def plot_rates(report, path, title):
     axes.axhline(report.mean_input_rate, color='tab:red', linestyle='--',
                  label=f'MAC-weighted mean {report.mean_input_rate:.3f}')
     axes.set_xticks(range(len(layers)), [layer.name for layer in layers], rotation=90, fontsize=7)
-    axes.set_ylabel('input spike rate (fraction of ones)')
+    axes.set_ylabel('input spikes per entry (fraction of ones, or mean count)')
     axes.set_title(title, fontsize=9)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -284,7 +237,7 @@ def write_energy_report(args):
         if not args.no_spikingjelly:
             print(f"  spikingjelly's estimators on the {role}...", flush=True)
             estimates = spikingjelly_estimates(net, inputs[:1], report.mac_pj, report.ac_pj)
-        reports[role] = (arch, report, estimates)
+        reports[role] = AnalysedNetwork(arch, report, estimates)
 
     student = reports['student'][1]
     height, width = args.size

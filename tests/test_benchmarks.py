@@ -205,9 +205,26 @@ def test_arm_names_are_checked():
     assert Arm.parse('t8.twin-init.s3').twin.name == 'membrane.twin.s3'
     assert [arm.name for arm in Arm.parse('membrane.twin-teacher.s1').dependencies()] == ['membrane.twin.s1']
     assert [arm.name for arm in Arm.parse('spike.hkd.s0').dependencies()] == ['teacher']
-    for bad in ('membrane.hkd', 'wide.scratch.s0', 'membrane.kd.s0'):
+    for bad in ('membrane.hkd', 'wide.scratch.s0', 'membrane.kd.s0', 'ilif-t3d4.scratch.s0'):
         with pytest.raises(ValueError, match=r'<design>\.<recipe>\.s<seed>'):
             Arm.parse(bad)
+
+
+def test_multi_level_designs_parse_and_share_their_binary_designs_twins():
+    from basicsr_snn.benchmarks.arms import Arm, student_network
+    base = {'type': 'SpikerIR', 'in_ch': 1, 'out_ch': 1, 'T': 4}
+    for name, (T, levels, twin) in {'ilif-t1d4': (1, 4, 'membrane'), 'ilif-t1d8': (1, 8, 'membrane'),
+                                    'ilif-t2d2': (2, 2, 'membrane'), 'medium-ilif-t1d4': (1, 4, 'medium')}.items():
+        arm = Arm.parse(f'{name}.twin-init.s1')
+        assert (arm.design, arm.recipe, arm.seed) == (name, 'twin-init', 1)
+        assert arm.twin.name == f'{twin}.twin.s1' and [a.name for a in arm.dependencies()] == [arm.twin.name]
+        network = student_network(base, arm)
+        assert (network['neuron'], network['T'], network['spike_levels']) == ('ilif', T, levels)
+        twin_network = student_network(base, arm.twin)
+        assert twin_network['type'] == 'SpikerIRReLU'  # at its default T = 1
+        assert 'spike_levels' not in twin_network and 'neuron' not in twin_network
+    assert student_network(base, Arm.parse('medium-ilif-t1d4.scratch.s0'))['dim'] == 14
+    assert [a.name for a in Arm.parse('ilif-t1d4.hkd-std.s0').dependencies()] == ['teacher']
 
 
 LOG_FIXTURE = """\

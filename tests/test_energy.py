@@ -4,24 +4,36 @@ import math
 import numpy as np
 import pytest
 import torch
-from spikingjelly.activation_based import functional, layer, neuron
+from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
 import basicsr_snn  # noqa: F401  (host-stack fixes, arch registration)
-from basicsr_snn.analysis import (FiringRateMonitor, aggregate_by_level, analyse_energy, calibrate_batchnorm,
-                                  energy_per_op)
+from basicsr_snn.analysis import (AnalysedNetwork, FiringRateMonitor, aggregate_by_level, analyse_energy,
+                                  calibrate_batchnorm, energy_measures, energy_per_op, ratios, summary_table)
+from basicsr_snn.archs.ilif_neuron import ILIFNode
 from basicsr_snn.archs.spikerir_arch import SpikerIR
 
 
 class TwoLayerSNN(nn.Module):
-    """1x1 encoding conv (weights 1 and 0.5, run once) -> IF neuron (threshold 1, T steps) -> 3x3 conv."""
+    """1x1 encoding conv (weights 1 and 0.5, run once) -> neuron (threshold 1, T steps) -> 3x3 conv.
 
-    def __init__(self, T=2):
+    The neuron is binary IF by default; ``spike_levels=D`` makes it the project's multi-level I-LIF
+    (``c = clamp(round(h), 0, D)``, soft reset ``v = h - c``, ``h = v / 2 + x`` with tau 2), or
+    spikingjelly's with ``spikingjelly_ilif`` (D declared by its surrogate, not by ``spike_levels``).
+    """
+
+    def __init__(self, T=2, spike_levels=None, spikingjelly_ilif=False):
         super().__init__()
         self.T = T
         self.encoder = nn.Conv2d(1, 2, 1, bias=False)
-        self.neuron = neuron.IFNode(v_threshold=1., v_reset=0., step_mode='m')
+        if spike_levels is None:
+            self.neuron = neuron.IFNode(v_threshold=1., v_reset=0., step_mode='m')
+        elif spikingjelly_ilif:
+            self.neuron = neuron.ILIFNode(tau=2., v_threshold=1., step_mode='m',
+                                          surrogate_function=surrogate.MultiLevelSpikeCount(spike_levels))
+        else:
+            self.neuron = ILIFNode(spike_levels=spike_levels, tau=2., v_threshold=1., step_mode='m')
         self.synapse = layer.SeqToANNContainer(nn.Conv2d(2, 1, 3, padding=1, bias=False))
         with torch.no_grad():
             self.encoder.weight.copy_(torch.tensor([1., 0.5]).view(2, 1, 1, 1))
@@ -32,9 +44,13 @@ class TwoLayerSNN(nn.Module):
         return self.synapse(self.neuron(current)).mean(0)
 
 
-def staircase_image():
-    """Rows of 2.4, 1.2, 0.6 and 0.2: (1, 1, 4, 4)."""
-    return torch.tensor([2.4, 1.2, 0.6, 0.2]).view(1, 1, 4, 1).expand(1, 1, 4, 4).contiguous()
+def staircase_image(rows=(2.4, 1.2, 0.6, 0.2)):
+    """Four rows of the given values: (1, 1, 4, 4)."""
+    return torch.tensor(rows).view(1, 1, 4, 1).expand(1, 1, 4, 4).contiguous()
+
+
+#: rows whose I-LIF counts (D = 4) reach and exceed the top level
+COUNT_ROWS = (6.2, 3.4, 1.2, 0.2)
 
 
 def test_two_layer_network_matches_hand_count():
@@ -70,16 +86,98 @@ def test_memory_traffic_of_the_two_layer_network_matches_hand_count():
     # weights, read once per step: encoder 2 x 1 step + synapse 18 x 2 steps = 38 values
     # activations: encoder reads 16 analog pixels, writes 2 x 16; synapse reads 2 steps x 2 x 16 = 64
     #   spikes, writes 2 steps x 16
-    # membranes: the IF neuron updates 64 entries (2 steps x 2 x 16), each read and written
+    # membranes: the IF neuron's 2 x 16 entries carry their potential from step 1 to step 2: written once,
+    #   read once (64 values)
     gpu = report.memory('gpu')  # fp32 everywhere, 4 bytes
-    assert (gpu.weight_bytes, gpu.activation_bytes, gpu.membrane_bytes) == (38 * 4, (16 + 32 + 64 + 32) * 4, 128 * 4)
-    assert gpu.energy_pj == pytest.approx(1240 * 24.96)
+    assert (gpu.weight_bytes, gpu.activation_bytes, gpu.membrane_bytes) == (38 * 4, (16 + 32 + 64 + 32) * 4, 64 * 4)
+    assert gpu.energy_pj == pytest.approx(984 * 24.96)
     neuromorphic = report.memory('neuromorphic')  # spikes as bits: 64 spikes = 8 bytes; membranes local
     assert (neuromorphic.weight_bytes, neuromorphic.activation_bytes, neuromorphic.membrane_bytes) == (
         152, (16 + 32 + 32) * 4 + 8, 0)
     assert report.total_pj('neuromorphic') == pytest.approx(406.4 + 480 * 24.96)
     with pytest.raises(ValueError, match=r"memory assumptions must be one of \('gpu', 'neuromorphic'\)"):
         report.memory('hbm')
+
+
+@pytest.mark.parametrize('spikingjelly_ilif', [False, True])
+def test_two_layer_network_fed_counts_matches_hand_count(spikingjelly_ilif):
+    report = analyse_energy(TwoLayerSNN(T=1, spike_levels=4, spikingjelly_ilif=spikingjelly_ilif),
+                            staircase_image(COUNT_ROWS))
+    encoder, synapse = report.layers
+    assert (encoder.spike_fed, encoder.spike_levels, encoder.macs) == (False, None, 32)
+    # one step, c = clamp(round(x), 0, 4); channel x:     6.2 -> 4, 3.4 -> 3, 1.2 -> 1, 0.2 -> 0
+    #                                      channel 0.5 x: 3.1 -> 3, 1.7 -> 2, 0.6 -> 1, 0.1 -> 0
+    # per pixel of each row 7, 5, 2, 0 spikes; 4 pixels a row: 56 spikes among 2 x 16 = 32 entries,
+    # a mean count of 1.75. SOPs = 1.75 x 1 step x 288 MACs = 504, as many as 56 binary spikes' fan-outs.
+    assert (synapse.spike_fed, synapse.spike_levels, synapse.steps) == (True, 4, 1)
+    assert (synapse.input_rate, synapse.sops, synapse.macs) == (1.75, 504, 0)
+    assert report.neuron_rates == {'neuron': 1.75} and report.mean_firing_rate == 1.75
+    # fp32: 32 MACs x 4.6 + 504 ACs x 0.9
+    assert report.energy_pj == pytest.approx(32 * 4.6 + 504 * 0.9)
+    # weights 2 + 18 values, one step; activations: encoder reads 16 pixels and writes 32 values, the synapse
+    # writes 16 and reads 32 counts: 4 bytes each on a gpu, ceil(log2(4 + 1)) = 3 bits each (12 bytes) on a
+    # neuromorphic core; one step carries no membrane, under either assumption set.
+    gpu, neuromorphic = report.memory('gpu'), report.memory('neuromorphic')
+    assert (gpu.weight_bytes, gpu.activation_bytes, gpu.membrane_bytes) == (80, (16 + 32 + 32 + 16) * 4, 0)
+    assert (neuromorphic.weight_bytes, neuromorphic.activation_bytes, neuromorphic.membrane_bytes) == (
+        80, (16 + 32 + 16) * 4 + 12, 0)
+
+
+def test_counts_over_two_steps_match_hand_count():
+    report = analyse_energy(TwoLayerSNN(T=2, spike_levels=4), staircase_image(COUNT_ROWS))
+    synapse = report.layers[1]
+    # step 1: c1 = clamp(round(x), 0, 4), v1 = x - c1; step 2: h2 = v1 / 2 + x, c2 = clamp(round(h2), 0, 4)
+    #   x = 6.2: 4, then 1.1 + 6.2 = 7.3 -> 4 (8)    x = 3.1: 3, then 0.05 + 3.1 = 3.15 -> 3 (6)
+    #   x = 3.4: 3, then 0.2 + 3.4 = 3.6 -> 4 (7)    x = 1.7: 2, then -0.15 + 1.7 = 1.55 -> 2 (4)
+    #   x = 1.2: 1, then 0.1 + 1.2 = 1.3 -> 1 (2)    x = 0.6: 1, then -0.2 + 0.6 = 0.4 -> 0 (1)
+    #   x = 0.2: 0, then 0.1 + 0.2 = 0.3 -> 0 (0)    x = 0.1: 0, then 0.15 -> 0 (0)
+    # 4 x (14 + 11 + 3 + 0) = 112 spikes among 2 steps x 32 entries: SOPs = 1.75 x 2 x 288 = 1008
+    assert (synapse.spike_levels, synapse.steps, synapse.input_rate, synapse.sops) == (4, 2, 1.75, 1008)
+    # the 32 membranes are carried from step 1 to step 2 once: 64 values moved on a gpu, none locally;
+    # the synapse reads 64 counts of 3 bits (24 bytes) on a neuromorphic core
+    gpu, neuromorphic = report.memory('gpu'), report.memory('neuromorphic')
+    assert (gpu.membrane_bytes, neuromorphic.membrane_bytes) == (64 * 4, 0)
+    assert (gpu.activation_bytes, neuromorphic.activation_bytes) == ((16 + 32 + 64 + 32) * 4, (16 + 32 + 32) * 4 + 24)
+
+
+def test_binary_network_at_one_step_moves_no_membranes():
+    report = analyse_energy(TwoLayerSNN(T=1), staircase_image())
+    assert report.layers[1].spike_levels == 1
+    assert report.memory('gpu').membrane_bytes == report.memory('neuromorphic').membrane_bytes == 0
+
+
+def test_declared_levels_set_the_stored_bits_even_when_only_ones_were_fired():
+    # channel x: 0.8 -> 1, 0.6 -> 1, 0.4 -> 0, 0.2 -> 0; channel 0.5 x: 0.4 -> 0, 0.3, 0.2, 0.1 -> 0:
+    # 8 ones among 32 entries from a D = 8 neuron: costed as 8 spikes, stored as 4-bit counts (16 bytes)
+    report = analyse_energy(TwoLayerSNN(T=1, spike_levels=8), staircase_image((0.8, 0.6, 0.4, 0.2)))
+    synapse = report.layers[1]
+    assert (synapse.spike_levels, synapse.input_rate, synapse.sops) == (8, 0.25, 0.25 * 288)
+    assert report.memory('neuromorphic').activation_bytes == (16 + 32 + 16) * 4 + 16
+
+
+def test_spike_expansion_costs_what_the_counts_cost():
+    counts = TwoLayerSNN(T=1, spike_levels=4)
+    expanded = TwoLayerSNN(T=1, spike_levels=4)
+    # count c -> 4 binary maps with c ones, convolved each, summed back over the 4 slots
+    expanded.synapse = nn.Sequential(layer.SpikeCountToBinary(4, always_convert=True), expanded.synapse,
+                                     layer.TemporalBinSum(4, always_convert=True))
+    image = staircase_image(COUNT_ROWS)
+    with torch.no_grad():
+        assert torch.allclose(expanded(image), counts(image))
+    count_report, binary_report = analyse_energy(counts, image), analyse_energy(expanded, image)
+    binary = binary_report.layers[1]
+    # 56 spikes among 4 slots x 32 entries: binary input at rate 56 / 128, 4 x 288 dense MACs
+    assert (binary.spike_levels, binary.steps, binary.input_rate) == (1, 4, 56 / 128)
+    assert binary.sops == count_report.layers[1].sops == 504
+    # 4 one-bit slots (16 bytes) where the counts take 3 bits (12 bytes)
+    assert binary_report.memory('neuromorphic').activation_bytes == (16 + 32) * 4 + 16 + 4 * 16 * 4
+
+
+def test_integer_values_from_no_neuron_stay_analog():
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    report = analyse_energy(conv, staircase_image((3., 2., 1., 0.)))
+    # integer values in [0, 3] that no neuron declared as counts: an analog input, 144 MACs
+    assert (report.layers[0].spike_levels, report.sops, report.macs) == (None, 0, 144)
 
 
 def test_ann_moves_no_membranes_and_no_bits():
@@ -90,6 +188,26 @@ def test_ann_moves_no_membranes_and_no_bits():
     for assumptions in ('gpu', 'neuromorphic'):
         traffic = report.memory(assumptions)
         assert (traffic.weight_bytes, traffic.activation_bytes, traffic.membrane_bytes) == expected
+
+
+def test_measures_and_ratios_of_the_student_against_an_ann():
+    student = analyse_energy(TwoLayerSNN(T=2), staircase_image())
+    ann = analyse_energy(nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1)),
+                         staircase_image(), spiking=False)
+    # the student: 406.4 pJ of compute, 984 bytes moved on a gpu, 480 on a neuromorphic core (the tests above);
+    # the ANN: 32 + 288 MACs x 4.6 pJ, (23 weights + 96 activations) x 4 bytes = 476 bytes under both sets
+    byte_pj = 24.96
+    assert energy_measures(student.to_dict()) == pytest.approx(
+        {'compute': 406.4, 'total gpu': 406.4 + 984 * byte_pj, 'total neuromorphic': 406.4 + 480 * byte_pj})
+    networks = {'student': AnalysedNetwork({'type': 'TwoLayerSNN'}, student, {}),
+                'twin': AnalysedNetwork({'type': 'Sequential'}, ann, {})}
+    ann_total = 1472 + 476 * byte_pj
+    assert ratios(networks) == {'student/twin': pytest.approx(
+        {'energy': 406.4 / 1472, 'total_gpu': (406.4 + 984 * byte_pj) / ann_total,
+         'total_neuromorphic': (406.4 + 480 * byte_pj) / ann_total, 'params': 20 / 23})}
+    table = summary_table(networks).splitlines()
+    assert table[2].split()[:6] == ['student', 'TwoLayerSNN', '20', '32', '288', '0.5000']
+    assert table[3].split()[:6] == ['twin', 'Sequential', '23', '320', '0', '-']
 
 
 def test_time_steps_follow_the_network():
@@ -150,6 +268,7 @@ def test_firing_rate_monitor_records_only_inside_with():
     model(torch.full((1, 1, 4, 4), 5.))  # all spikes; not recorded
     assert monitor.rates() == {'neuron': 0.5}
     assert monitor.counts() == {'neuron': 64}
+    assert monitor.steps() == {'neuron': 2}
     assert monitor.mean_rate() == 0.5
     monitor.reset()
     assert math.isnan(monitor.mean_rate())
@@ -198,3 +317,24 @@ def test_residual_and_skip_additions_cost_one_accumulate_per_element(shortcut):
     assert report.energy_pj == pytest.approx((report.sops + report.additions) * report.ac_pj +
                                              report.macs * report.mac_pj)
     assert report.to_dict()['additions'] == report.additions
+
+
+def test_spikerir_ilif_convs_read_counts_and_cost_what_their_binary_expansion_costs():
+    torch.manual_seed(0)
+    network = SpikerIR(in_ch=1, out_ch=1, dim=4, T=1, neuron='ilif', spike_levels=4, attention=False)
+    image = camera_image(32)
+    calibrate_batchnorm(network, image)
+    counts = analyse_energy(network, image)
+    binary = analyse_energy(network.set_spike_inference('binary'), image)
+    analog = {'embed.0', 'head'}  # fed the image / the analog residual stream
+    assert {layer.name: layer.spike_levels for layer in counts.layers} == {
+        layer.name: None if layer.name in analog else 4 for layer in counts.layers}
+    assert {layer.name: layer.spike_levels for layer in binary.layers} == {
+        layer.name: None if layer.name in analog else 1 for layer in counts.layers}
+    assert 0.05 < counts.mean_input_rate < 4
+    # a count of k is k binary spikes: the same SOPs, read from 4 binary maps per count map
+    assert binary.sops == pytest.approx(counts.sops)
+    for count_layer, binary_layer in zip(counts.layers, binary.layers):
+        if count_layer.spike_fed:
+            assert binary_layer.input_elements == 4 * count_layer.input_elements
+    assert counts.memory('gpu').membrane_bytes == 0

@@ -234,7 +234,7 @@ def test_invalid_options_name_the_option(options, key):
 
 
 def test_invalid_choices_list_the_valid_ones():
-    with pytest.raises(ValueError, match=r"\('lif', 'plif', 'if'\)"):
+    with pytest.raises(ValueError, match=r"\('lif', 'plif', 'if', 'ilif'\)"):
         SpikerIR(neuron='alif')
     with pytest.raises(ValueError, match=r"neuron must be one of \('relu',\)"):
         SpikerIRReLU(neuron='lif')

@@ -4,9 +4,12 @@ The convention (the README's "Energy" section states it for users):
 
 * MACs per layer come from ``mmengine.analysis`` (:mod:`.macs`) on one image, over every
   time step the layer actually ran.
-* A conv / linear layer whose input is binary (spike-fed) costs synaptic operations (SOPs),
-  each an accumulate (AC): ``SOPs = input rate x steps x MACs per step``, where the input rate
-  is the measured fraction of nonzero input entries (:class:`.SynapticInputMonitor`). Dense
+* A conv / linear layer fed by spikes (spike-fed) costs synaptic operations (SOPs), each an
+  accumulate (AC): ``SOPs = input rate x steps x MACs per step``, where the input rate is the
+  measured number of spikes per input entry (:class:`.SynapticInputMonitor`). Spikes are binary
+  (the rate is the fraction of ones) or the integer counts in ``[0, D]`` of a multi-level neuron
+  that declares D (its ``spike_levels``): a count of k is k binary spikes (over D virtual steps),
+  so the rate is the mean count and the SOPs are the sum of counts x fan-out. Dense
   MACs include the kernel taps on zero padding, so this is a little above the exact fan-out
   count of spikingjelly's ``op_counter.SynOpCounter`` (about 1% at 256x256 for SpikerIR).
 * A layer fed analog values (the encoding layer fed the image, attention gates, the output
@@ -45,7 +48,8 @@ ENERGY_PRESETS_45NM = {
 }
 
 MEMORY_NOTE = ('Compute = MACs x E_MAC + (SOPs + additions) x E_AC. Memory = weights read once per step, '
-               'layer inputs and outputs moved once, membranes read and written every step unless local '
+               'layer inputs and outputs moved once, membranes written and read between steps (none at T = 1) '
+               'unless local '
                '(basicsr_snn.analysis.memory). Total = compute + memory.')
 
 
@@ -99,13 +103,16 @@ class LayerEnergy:
         type (str): Module class name.
         steps (float): Time steps the layer ran per image (1 for a layer run once).
         macs_per_step (float): Dense MACs of one step.
-        input_rate (float): Fraction of nonzero input entries (for an analog input: its density).
-        spike_fed (bool): Input was binary and the network was analysed as spiking: costed as SOPs.
+        input_rate (float): Spikes per input entry: the fraction of ones for binary spikes, the mean
+            count for counts; for an analog input, the fraction of nonzero entries (its density).
+        spike_fed (bool): Input was spikes and the network was analysed as spiking: costed as SOPs.
         sops (float): Synaptic operations (ACs), ``input_rate x steps x macs_per_step``; 0 if analog.
         macs (float): MACs costed as multiply-accumulates, ``steps x macs_per_step``; 0 if spike-fed.
         energy_pj (float): ``sops x ac_pj + macs x mac_pj``.
         parameters (int): The layer's weights and bias, read once per step.
         input_elements (float), output_elements (float): Input / output entries over all its steps.
+        spike_levels (int | None): D of a spike-fed layer's input (1: binary spikes, D > 1: counts in
+            ``[0, D]``, see :class:`.SynapticInputMonitor`); None when costed as MACs.
     """
     name: str
     type: str
@@ -119,6 +126,7 @@ class LayerEnergy:
     parameters: int = 0
     input_elements: float = 0.
     output_elements: float = 0.
+    spike_levels: int | None = None
 
 
 @dataclass
@@ -135,9 +143,11 @@ class EnergyReport:
         layers (list[LayerEnergy]): One row per conv / linear layer that ran.
         other_macs (dict[str, float]): MACs of operators outside conv / linear layers (per
             mmengine operator name), costed as MACs.
-        neuron_rates (dict[str, float]): Firing rate of each spiking neuron module.
+        neuron_rates (dict[str, float]): Firing rate of each spiking neuron module (mean count for a
+            multi-level neuron).
         neuron_elements (dict[str, float]): Output entries of each spiking neuron module per image,
             over all steps (the membrane updates).
+        neuron_steps (dict[str, float]): Time steps each spiking neuron module ran per image.
         additions (float): Element-wise residual / skip additions per image, costed as ACs.
     """
     image_size: tuple
@@ -151,6 +161,7 @@ class EnergyReport:
     other_macs: dict
     neuron_rates: dict = field(default_factory=dict)
     neuron_elements: dict = field(default_factory=dict, repr=False)
+    neuron_steps: dict = field(default_factory=dict, repr=False)
     additions: float = 0.
 
     @property
@@ -173,7 +184,7 @@ class EnergyReport:
         """Memory traffic per image under ``assumptions`` (a :data:`MEMORY_ASSUMPTIONS` name or an instance)."""
         if isinstance(assumptions, str):
             assumptions = MEMORY_ASSUMPTIONS[check_choice('memory assumptions', assumptions, MEMORY_ASSUMPTIONS)]
-        return memory_traffic(self.layers, self.neuron_elements, assumptions)
+        return memory_traffic(self.layers, self.neuron_elements, self.neuron_steps, assumptions)
 
     def total_pj(self, assumptions: str | MemoryAssumptions = 'gpu') -> float:
         """Compute plus memory energy per image."""
@@ -188,7 +199,8 @@ class EnergyReport:
 
     @property
     def mean_firing_rate(self):
-        """Fraction of ones over all spiking-neuron outputs; ``nan`` without spiking neurons."""
+        """Mean entry (fraction of ones, or mean count) over all spiking-neuron outputs; ``nan`` without
+        spiking neurons."""
         elements = sum(self.neuron_elements.values())
         spikes = sum(self.neuron_rates[name] * self.neuron_elements[name] for name in self.neuron_rates)
         return spikes / elements if elements else float('nan')
@@ -203,6 +215,7 @@ class EnergyReport:
         chosen = traffic[check_choice('memory', memory, traffic)]
         report = asdict(self)
         report.pop('neuron_elements')
+        report.pop('neuron_steps')
         report.update(sops=self.sops, macs=self.macs, energy_pj=self.energy_pj, energy_uj=self.energy_uj,
                       compute_pj=self.energy_pj, memory_assumptions=memory, memory_pj=chosen.energy_pj,
                       total_pj=self.energy_pj + chosen.energy_pj,
@@ -261,9 +274,10 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for.
         precision (str): ``'fp32'``, ``'fp16'``, ``'int8'`` (45 nm presets) or ``'custom'``.
         mac_pj (float | None), ac_pj (float | None): Energy per MAC / AC in pJ, overriding the preset.
-        spiking (bool): True: layers whose inputs were binary cost SOPs (a layer that only ever
-            received zeros counts as spike-fed, at cost 0). False: every layer costs MACs (an
-            ANN teacher or ReLU twin, whatever its inputs look like).
+        spiking (bool): True: layers whose inputs were spikes (binary, or the counts of a neuron
+            declaring ``spike_levels``) cost SOPs (a layer that only ever received zeros counts as
+            spike-fed, at cost 0). False: every layer costs MACs (an ANN teacher or ReLU twin,
+            whatever its inputs look like).
         fold_batchnorm (bool): Treat batch normalization as folded, hence free.
         progress (str | None): Show a progress bar over the images with this label. Default: None.
 
@@ -290,18 +304,21 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         steps = inputs.leading[name] / num_images
         dense = float(macs.of(name))
         rate = inputs.input_rate(name)
-        spike_fed = spiking and inputs.is_binary(name)
+        levels = inputs.spike_levels(name) if spiking else None
+        spike_fed = levels is not None
         sops, layer_macs = (rate * dense, 0.0) if spike_fed else (0.0, dense)
         layers.append(LayerEnergy(name=name, type=type(modules[name]).__name__, steps=steps,
                                   macs_per_step=dense / steps, input_rate=rate, spike_fed=spike_fed, sops=sops,
                                   macs=layer_macs, energy_pj=sops * ac_pj + layer_macs * mac_pj,
                                   parameters=sum(p.numel() for p in modules[name].parameters()),
                                   input_elements=inputs.elements[name] / num_images,
-                                  output_elements=inputs.output_elements[name] / num_images))
+                                  output_elements=inputs.output_elements[name] / num_images,
+                                  spike_levels=levels))
     return EnergyReport(image_size=tuple(images.shape[-2:]), num_images=num_images, time_steps=time_steps,
                         precision=precision, mac_pj=mac_pj, ac_pj=ac_pj,
                         params=sum(p.numel() for p in model.parameters()), layers=layers,
                         other_macs={op: float(count) for op, count in macs.outside(inputs.recorded()).items()},
                         neuron_rates=neurons.rates(),
                         neuron_elements={name: count / num_images for name, count in neurons.counts().items()},
+                        neuron_steps={name: steps / num_images for name, steps in neurons.steps().items()},
                         additions=additions.count / num_images)

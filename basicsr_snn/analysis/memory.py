@@ -3,11 +3,14 @@
 The model, per image, for every conv / linear layer that ran ``s`` time steps:
 
 * weights: every step reads the layer's weights and bias once (``s x`` its parameters);
-* activations: the layer reads its input and writes its output once; an input of binary spikes
-  (a spike-fed layer of a spiking network) takes 1 bit per entry under ``spike_bits``, a full
+* activations: the layer reads its input and writes its output once; the input of a spike-fed
+  layer of a spiking network takes, under ``spike_bits``, ``ceil(log2(D + 1))`` bits per entry
+  for spike counts in ``[0, D]`` (1 bit for binary spikes, 3 for D = 4, 4 for D = 8), a full
   value otherwise;
-* membranes: every spiking neuron reads and writes its membrane potential once per step, unless
-  ``local_membranes`` (neuromorphic cores keep the state next to the neuron).
+* membranes: a spiking neuron that runs ``s`` steps carries its membrane potential from each
+  step to the next, ``s - 1`` times: written after every step but the last, read before every
+  step but the first, ``2 (s - 1)`` values per neuron (none at ``s = 1``, binary or not),
+  unless ``local_membranes`` (neuromorphic cores keep the state next to the neuron).
 
 Bytes = values x ``bytes_per_value`` (4: fp32), energy = bytes x ``pj_per_byte`` (spikingjelly's
 ``SimpleEnergyCostConfig`` figure, 24.96 pJ per byte). What lies between two synaptic layers
@@ -16,9 +19,9 @@ moves nothing of its own; so does an ANN's activation function.
 
 Two named sets of assumptions (:data:`MEMORY_ASSUMPTIONS`):
 
-* ``gpu``: spikes stored as full fp32 values, membranes written back every step (what a
-  GPU or CPU implementation does);
-* ``neuromorphic``: spikes stored as bits, membranes kept local.
+* ``gpu``: spikes and counts stored as full fp32 values, membranes written back between steps
+  (what a GPU or CPU implementation does);
+* ``neuromorphic``: spikes and counts stored as bits, membranes kept local.
 """
 from dataclasses import asdict, dataclass
 
@@ -32,7 +35,8 @@ class MemoryAssumptions:
     """How the memory traffic of one image is counted (see the module docstring).
 
     Attributes:
-        spike_bits (bool): binary spike inputs take 1 bit per entry (else ``bytes_per_value``).
+        spike_bits (bool): spike inputs with counts in ``[0, D]`` take ``ceil(log2(D + 1))`` bits per entry
+            (1 for binary spikes; else ``bytes_per_value``).
         local_membranes (bool): membrane potentials stay in the neuron (no traffic).
         bytes_per_value (float): bytes of a weight, an analog activation or a membrane value.
         pj_per_byte (float): energy of moving one byte, in pJ.
@@ -43,8 +47,9 @@ class MemoryAssumptions:
     pj_per_byte: float = SimpleEnergyCostConfig.fp32().e_memory_pj_per_byte
 
     def describe(self) -> str:
-        spikes = 'spikes as bits' if self.spike_bits else f'spikes as {self.bytes_per_value:g}-byte values'
-        membranes = 'membranes local' if self.local_membranes else 'membranes read and written every step'
+        spikes = ('spikes as bits (counts in [0, D] as ceil(log2(D + 1)) bits)' if self.spike_bits
+                  else f'spikes as {self.bytes_per_value:g}-byte values')
+        membranes = 'membranes local' if self.local_membranes else 'membranes written and read between steps'
         return f'{spikes}, {membranes}, {self.pj_per_byte:g} pJ/byte'
 
 
@@ -74,20 +79,34 @@ class MemoryTraffic:
         return dict(asdict(self), total_bytes=self.total_bytes, memory_pj=self.energy_pj)
 
 
-def memory_traffic(layers, neuron_elements: dict[str, float], assumptions: MemoryAssumptions) -> MemoryTraffic:
+def spike_bits(spike_levels: int) -> int:
+    """Bits of one spike count in ``[0, D]``: ``ceil(log2(D + 1))``."""
+    return int(spike_levels).bit_length()
+
+
+def memory_traffic(layers, neuron_elements: dict[str, float], neuron_steps: dict[str, float],
+                   assumptions: MemoryAssumptions) -> MemoryTraffic:
     """The traffic of one image.
 
     Args:
         layers (list[LayerEnergy]): per-layer records of :func:`~basicsr_snn.analysis.analyse_energy`
-            (``steps``, ``parameters``, ``input_elements``, ``output_elements``, ``spike_fed``).
+            (``steps``, ``parameters``, ``input_elements``, ``output_elements``, ``spike_fed``,
+            ``spike_levels``).
         neuron_elements (dict[str, float]): per spiking neuron module, its output entries per
-            image over all steps (= membrane updates).
+            image over all steps.
+        neuron_steps (dict[str, float]): per spiking neuron module, the time steps it ran per image.
         assumptions (MemoryAssumptions): what is stored how.
     """
     value = assumptions.bytes_per_value
-    spike = 1 / BITS_PER_BYTE if assumptions.spike_bits else value
+
+    def input_bytes(layer):
+        if layer.spike_fed and assumptions.spike_bits:
+            return spike_bits(layer.spike_levels) / BITS_PER_BYTE
+        return value
+
     weights = sum(layer.steps * layer.parameters for layer in layers) * value
-    activations = sum(layer.input_elements * (spike if layer.spike_fed else value) + layer.output_elements * value
-                      for layer in layers)
-    membranes = 0. if assumptions.local_membranes else 2 * sum(neuron_elements.values()) * value
+    activations = sum(layer.input_elements * input_bytes(layer) + layer.output_elements * value for layer in layers)
+    carried = sum(elements * (neuron_steps[name] - 1) / neuron_steps[name]
+                  for name, elements in neuron_elements.items())
+    membranes = 0. if assumptions.local_membranes else 2 * carried * value
     return MemoryTraffic(weights, activations, membranes, assumptions.pj_per_byte)

@@ -1,4 +1,4 @@
-"""Fused multi-step LIF / IF / PLIF neurons for the CPU: one compiled kernel per forward and per backward.
+"""Fused multi-step LIF / IF / PLIF / I-LIF neurons for the CPU: one compiled kernel per forward and per backward.
 
 spikingjelly's CPU neuron runs its recurrence over T as a Python loop of small torch ops, about 8
 per step forward and 12 backward. Each is its own parallel region, so on a CPU shared with other
@@ -6,6 +6,9 @@ work every op waits for the slowest thread. Here the same recurrence (hard reset
 decayed: what :class:`~basicsr_snn.archs.spiking_blocks.NeuronSpec` builds) is compiled by
 ``torch.compile`` into one loop kernel for the forward and one for the backward, inside an
 autograd function whose gradients are those of spikingjelly's surrogate (ATan or Sigmoid).
+
+The multi-level I-LIF (:class:`~basicsr_snn.archs.ilif_neuron.ILIFNode`: counts, soft reset, a
+straight-through gradient) has its own pair of loops, :class:`FusedILIFMultiStep`, used at T > 1.
 
 The modules subclass spikingjelly's nodes: same parameters and state dict (checkpoints load either
 way), same ``reset_net`` memory ``v``, seen by every hook that watches spikingjelly neurons. They use
@@ -105,10 +108,58 @@ def _run_compiled(name, *args):
     if name not in _compiled:
         # inductor's CPU build warns that no CUDA runtime exists: true and irrelevant here
         logging.getLogger('torch.utils.cpp_extension').setLevel(logging.ERROR)
-        loop = _forward_loop if name == 'forward' else _backward_loop
-        _compiled[name] = torch.compile(loop, dynamic=True)
+        _compiled[name] = torch.compile(_LOOPS[name], dynamic=True)
     with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
         return _compiled[name](*args)
+
+
+def _ilif_forward_loop(x_seq, v, tau: float, threshold: float, levels: int):
+    """I-LIF counts, charged potentials ``h`` and the final membrane (:mod:`~basicsr_snn.archs.ilif_neuron`)."""
+    counts, charged = [], []
+    for t in range(x_seq.shape[0]):
+        h = v - v / tau + x_seq[t]
+        count = (h / threshold).clamp(0, levels).round()
+        v = h - count * threshold
+        counts.append(count)
+        charged.append(h)
+    return torch.stack(counts), torch.stack(charged), v
+
+
+def _ilif_backward_loop(grad_counts, grad_v, charged, tau: float, threshold: float, levels: int, detach_reset: bool):
+    """Gradients of the input sequence and of the initial membrane: straight through inside ``[0, levels]``."""
+    carry = grad_v
+    grads = []
+    for t in range(charged.shape[0] - 1, -1, -1):
+        scaled = charged[t] / threshold
+        inside = ((scaled >= 0) & (scaled <= levels)).to(charged.dtype)
+        reset_grad = 1 if detach_reset else 1 - inside
+        grad_h = grad_counts[t] * inside / threshold + carry * reset_grad
+        grads.append(grad_h)
+        carry = grad_h - grad_h / tau
+    grads.reverse()
+    return torch.stack(grads), carry
+
+
+_LOOPS = {'forward': _forward_loop, 'backward': _backward_loop, 'ilif_forward': _ilif_forward_loop,
+          'ilif_backward': _ilif_backward_loop}
+
+
+class FusedILIFMultiStep(torch.autograd.Function):
+    """``(x_seq, v0, tau, threshold, levels, detach_reset) -> (counts, final v)`` in the compiled loops."""
+
+    @staticmethod
+    def forward(ctx, x_seq, v0, tau, threshold, levels, detach_reset):
+        counts, charged, v = _run_compiled('ilif_forward', x_seq, v0, tau, threshold, levels)
+        ctx.save_for_backward(charged)
+        ctx.settings = (tau, threshold, levels, detach_reset)
+        return counts, v
+
+    @staticmethod
+    def backward(ctx, grad_counts, grad_v):
+        charged, = ctx.saved_tensors
+        grad_x, grad_v0 = _run_compiled('ilif_backward', grad_counts.contiguous(), grad_v.contiguous(), charged,
+                                        *ctx.settings)
+        return grad_x, grad_v0, None, None, None, None
 
 
 class _FusedNeuron(torch.autograd.Function):

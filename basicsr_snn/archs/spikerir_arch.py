@@ -7,6 +7,7 @@ from spikingjelly.activation_based import functional, layer
 from torch import nn
 
 from basicsr_snn.archs.arch_utils import pad_to_multiple
+from basicsr_snn.archs.spike_expansion import SPIKE_INFERENCE_MODES, set_spike_inference
 from basicsr_snn.archs.spiking_blocks import (SHORTCUTS, ElementwiseAdd, NeuronSpec, SpikingDownsample,
                                               SpikingLevel, SpikingUpsample, rate_encode)
 from basicsr_snn.utils.checks import check_bool, check_choice, check_int
@@ -96,12 +97,16 @@ class SpikerIR(nn.Module):
         latent_blocks (int): residual blocks in the bottleneck. Default: 1.
         dec_blocks (list[int]): residual blocks in decoder levels 1, 2, 3. Default: (1, 1, 1).
         T (int): time steps, >= 1. Default: 4.
-        neuron (str): ``'lif'``, ``'plif'`` or ``'if'``. Default: ``'lif'``.
+        neuron (str): ``'lif'``, ``'plif'``, ``'if'`` (binary spikes, hard reset) or ``'ilif'``
+            (multi-level: an integer count of 0..spike_levels spikes per step, soft reset;
+            :class:`~basicsr_snn.archs.ilif_neuron.ILIFNode`). Default: ``'lif'``.
         tau (float): membrane time constant (initial one for PLIF), > 1. Default: 2.
         v_threshold (float): firing threshold. Default: 0.15.
         detach_reset (bool): detach the reset in backpropagation. Default: False.
-        surrogate (str): ``'atan'`` or ``'sigmoid'``. Default: ``'atan'``.
-        surrogate_alpha (float | None): surrogate sharpness; None: spikingjelly's default.
+        surrogate (str): ``'atan'`` or ``'sigmoid'``; ``ilif`` ignores it (straight-through gradient).
+            Default: ``'atan'``.
+        surrogate_alpha (float | None): surrogate sharpness; None: spikingjelly's default. ``ilif``
+            refuses any other value.
         attention (bool): multi-dimensional attention in every residual block. Default: True.
         encoding (str): ``'direct'`` (the image at every step) or ``'rate'`` (Bernoulli spikes
             with probability clamp(pixel, 0, 1), different at every step). Default: ``'direct'``.
@@ -110,9 +115,22 @@ class SpikerIR(nn.Module):
         neuron_backend (str): ``'auto'`` (the fused CPU kernel where it pays), ``'fused'`` or
             ``'spikingjelly'``; ``$BASICSR_SNN_NEURON_BACKEND`` overrides it. Same weights and outputs
             either way (:mod:`~basicsr_snn.archs.fused_neuron`). Default: ``'auto'``.
+        spike_levels (int | None): D, the most spikes an ``ilif`` neuron emits per step, an integer
+            >= 1; None: 4. The binary neurons refuse anything but None or 1. Default: None.
+        spike_inference (str): how spike-fed convolutions read multi-level counts: ``'counts'`` (as
+            they are) or ``'binary'`` (each count expanded into D binary maps, D convolutions summed:
+            the same output, every convolution input 0 or 1; D times the work here, see
+            :mod:`~basicsr_snn.archs.spike_expansion`). Same weights: a checkpoint loads either
+            way; :meth:`set_spike_inference` switches. Default: ``'counts'``.
+
+    The multi-level neuron (``neuron: ilif``) follows SpikeYOLO's I-LIF rather than the paper, whose
+    student fires binary spikes: ``count = clamp(round(h / v_threshold), 0, D)`` with a straight-through
+    gradient inside ``[0, D]``, reset by subtracting ``count * v_threshold``; at T = 1 it has no
+    recurrence and acts as a (D + 1)-level activation quantiser whose output, expanded, is D binary
+    spike maps.
     """
 
-    neuron_choices = ('lif', 'plif', 'if')
+    neuron_choices = ('lif', 'plif', 'if', 'ilif')
     level_names = ('encoder1', 'encoder2', 'encoder3', 'latent', 'decoder3', 'decoder2', 'decoder1')
     size_multiple = 8
 
@@ -133,7 +151,9 @@ class SpikerIR(nn.Module):
                  attention: bool = True,
                  encoding: str = 'direct',
                  shortcut: str = 'membrane',
-                 neuron_backend: str = 'auto'):
+                 neuron_backend: str = 'auto',
+                 spike_levels: int | None = None,
+                 spike_inference: str = 'counts'):
         super().__init__()
         check_int('in_ch', in_ch, 1)
         if out_ch != in_ch:
@@ -147,7 +167,10 @@ class SpikerIR(nn.Module):
         check_bool('attention', attention)
         check_choice('encoding', encoding, ENCODINGS)
         check_choice('shortcut', shortcut, SHORTCUTS)
-        spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha, neuron_backend)
+        check_choice('spike_inference', spike_inference, SPIKE_INFERENCE_MODES)
+        spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha, neuron_backend,
+                          spike_levels)
+        self.spike_levels = spec.levels
         self.T = T
         self.encoding = encoding
         widths = [dim * 2**level for level in range(4)]
@@ -167,6 +190,12 @@ class SpikerIR(nn.Module):
         self.decoder1 = SpikingLevel(widths[0], dec_blocks[0], spec, T, attention, shortcut)
         self.skip_add = ElementwiseAdd()  # the three encoder-decoder skips
         self.head = nn.Conv2d(dim, out_ch, 3, padding=1)
+        self.set_spike_inference(spike_inference)
+
+    def set_spike_inference(self, mode: str) -> 'SpikerIR':
+        """``'counts'`` or ``'binary'`` (see ``spike_inference``); returns the network."""
+        self.spike_inference = mode
+        return set_spike_inference(self, mode, self.spike_levels)
 
     def _encode(self, x):
         """Padded image ``(B, in_ch, H, W)`` -> embedded sequence ``(T, B, dim, H, W)``."""

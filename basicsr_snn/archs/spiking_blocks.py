@@ -6,7 +6,9 @@ which neuron to build, so the same construction code gives the spiking network a
 ``neuron='relu'``, the same-architecture ANN used for energy comparisons.
 
 Where the spikes go: every convolution inside these blocks is fed by a neuron's output, so in
-the spiking network all of them are spike-driven (accumulates, no multiplies). Analog inputs
+the spiking network all of them are spike-driven (accumulates, no multiplies). Multi-level neurons
+feed integer counts; in the ``'binary'`` spike-inference mode (:mod:`~basicsr_snn.archs.spike_expansion`)
+each count tensor is expanded into binary maps first, so every such convolution reads 0s and 1s. Analog inputs
 are confined to the network's encoding layer and output head, the attention gates and the
 additions: the membrane shortcuts and the skips between levels.
 """
@@ -20,9 +22,14 @@ from torch import nn
 
 from basicsr_snn.archs.fused_neuron import (NEURON_BACKENDS, FusedIFNode, FusedLIFNode, FusedParametricLIFNode,
                                             resolve_backend)
-from basicsr_snn.utils.checks import check_choice, check_number
+from basicsr_snn.archs.ilif_neuron import ILIFNode
+from basicsr_snn.archs.spike_expansion import SpikeFed
+from basicsr_snn.utils.checks import check_choice, check_int, check_number
 
-SPIKING_NEURONS = ('lif', 'plif', 'if')
+BINARY_NEURONS = ('lif', 'plif', 'if')
+SPIKING_NEURONS = BINARY_NEURONS + ('ilif', )
+#: D of ``neuron: ilif`` when ``spike_levels`` is not given
+DEFAULT_SPIKE_LEVELS = 4
 SURROGATES = {'atan': surrogate.ATan, 'sigmoid': surrogate.Sigmoid}
 SHORTCUTS = ('membrane', 'spike')
 
@@ -32,21 +39,27 @@ class NeuronSpec:
     """What neuron every block builds, checked once at construction.
 
     Args:
-        neuron (str): ``'lif'``, ``'plif'`` (learnable tau), ``'if'`` (no leak), or ``'relu'``
-            for the non-spiking twin. Default: ``'lif'``.
-        tau (float): membrane time constant of LIF / initial one of PLIF; must exceed 1.
+        neuron (str): ``'lif'``, ``'plif'`` (learnable tau), ``'if'`` (no leak), ``'ilif'`` (multi-level:
+            0..spike_levels spikes per step, :class:`~basicsr_snn.archs.ilif_neuron.ILIFNode`), or
+            ``'relu'`` for the non-spiking twin. Default: ``'lif'``.
+        tau (float): membrane time constant of LIF and I-LIF / initial one of PLIF; must exceed 1.
             Ignored by IF and ReLU. Default: 2.
         v_threshold (float): firing threshold; also sets the initial scale of the
             threshold-dependent batch norms (for ReLU it only sets that scale). Default: 0.15.
         detach_reset (bool): detach the reset from the graph (spikingjelly option). Default: False.
-        surrogate (str): surrogate gradient, ``'atan'`` or ``'sigmoid'``. Default: ``'atan'``.
+        surrogate (str): surrogate gradient, ``'atan'`` or ``'sigmoid'``; I-LIF has its own
+            (straight-through) and ignores it. Default: ``'atan'``.
         surrogate_alpha (float | None): sharpness of the surrogate; None keeps spikingjelly's
-            default (2 for atan, 4 for sigmoid). Default: None.
+            default (2 for atan, 4 for sigmoid); I-LIF refuses any other value. Default: None.
         backend (str): ``'auto'``, ``'fused'`` or ``'spikingjelly'``: where the multi-step neurons
             run in one compiled CPU kernel (:mod:`~basicsr_snn.archs.fused_neuron`). Default: ``'auto'``.
+        spike_levels (int | None): D, the most spikes an I-LIF neuron emits per step, >= 1; None:
+            :data:`DEFAULT_SPIKE_LEVELS`. The binary neurons emit at most one and refuse anything but
+            None or 1; ReLU ignores it. Default: None.
 
-    Spiking neurons follow ESDNet: the input is not divided by tau (``decay_input=False``) and
-    the membrane is hard-reset to 0 after a spike.
+    Binary neurons follow ESDNet: the input is not divided by tau (``decay_input=False``) and
+    the membrane is hard-reset to 0 after a spike. I-LIF charges the same way and subtracts what it
+    emitted (soft reset).
     """
     neuron: str = 'lif'
     tau: float = 2.
@@ -55,6 +68,7 @@ class NeuronSpec:
     surrogate: str = 'atan'
     surrogate_alpha: Optional[float] = None
     backend: str = 'auto'
+    spike_levels: Optional[int] = None
 
     def __post_init__(self):
         check_choice('neuron', self.neuron, SPIKING_NEURONS + ('relu', ))
@@ -65,11 +79,31 @@ class NeuronSpec:
             check_number('tau', self.tau, above=1)
         check_number('v_threshold', self.v_threshold, above=0)
         check_number('surrogate_alpha', self.surrogate_alpha, above=0, allow_none=True)
+        if self.spike_levels is not None:
+            check_int('spike_levels', self.spike_levels, 1)
+        if self.neuron in BINARY_NEURONS and self.spike_levels not in (None, 1):
+            raise ValueError(f'spike_levels applies to neuron: ilif; a {self.neuron} neuron emits at most one spike '
+                             f'per step: leave spike_levels out or set it to 1 (got {self.spike_levels!r})')
+        if self.neuron == 'ilif':
+            check_number('tau', self.tau, above=1)
+            if self.surrogate_alpha is not None:
+                raise ValueError(f'surrogate_alpha does not apply to neuron: ilif (its gradient is straight-through); '
+                                 f'leave it out (got {self.surrogate_alpha!r})')
+
+    @property
+    def levels(self) -> int:
+        """D: the most spikes per step of the neurons this spec builds (1 for the binary ones)."""
+        if self.neuron == 'ilif':
+            return DEFAULT_SPIKE_LEVELS if self.spike_levels is None else self.spike_levels
+        return 1
 
     def build(self):
         """A new multi-step neuron module (or ``nn.ReLU``), applied to ``(T, B, C, H, W)``."""
         if self.neuron == 'relu':
             return nn.ReLU()
+        if self.neuron == 'ilif':
+            return ILIFNode(spike_levels=self.levels, tau=self.tau, v_threshold=self.v_threshold,
+                            detach_reset=self.detach_reset, step_mode='m', neuron_backend=self.backend)
         alpha = {} if self.surrogate_alpha is None else {'alpha': self.surrogate_alpha}
         common = dict(
             v_threshold=self.v_threshold,
@@ -124,7 +158,7 @@ def multi_dimensional_attention(T, channels, channel_reduction=4):
     return layer.MultiDimensionalAttention(T=T, C=channels, reduction_t=1, reduction_c=reduction_c, kernel_size=3)
 
 
-class SpikingResidualBlock(nn.Module):
+class SpikingResidualBlock(SpikeFed, nn.Module):
     """Spiking residual block: ``(T, B, C_in, H, W) -> (T, B, C_out, H, W)``, analog output.
 
     ``s = neuron(x)``; main branch ``conv3x3 -> tdBN -> neuron -> conv3x3 -> tdBN`` on ``s``,
@@ -163,12 +197,12 @@ class SpikingResidualBlock(nn.Module):
 
     def forward(self, x):
         spikes = self.neuron1(x)
-        out = self.norm2(self.conv2(self.neuron2(self.norm1(self.conv1(spikes)))))
+        out = self.norm2(self.spike_fed(self.conv2, self.neuron2(self.norm1(self.spike_fed(self.conv1, spikes)))))
         if self.attention is not None:
             out = self.attention(out)
         if self.identity_shortcut:
             return self.residual_add(out, x)
-        return self.residual_add(out, self.shortcut_norm(self.shortcut_conv(spikes)))
+        return self.residual_add(out, self.shortcut_norm(self.spike_fed(self.shortcut_conv, spikes)))
 
 
 class SpikingLevel(nn.Sequential):
@@ -187,14 +221,22 @@ class SpikingLevel(nn.Sequential):
         ])
 
 
-class SpikingDownsample(nn.Sequential):
+class _SpikeFedSequential(SpikeFed, nn.Sequential):
+    """``neuron -> spike-fed conv -> norm`` (modules 0, 1, 2)."""
+
+    def forward(self, x):
+        neuron, conv, norm = self
+        return norm(self.spike_fed(conv, neuron(x)))
+
+
+class SpikingDownsample(_SpikeFedSequential):
     """``neuron -> conv3x3 stride 2 -> tdBN``: ``(T, B, C_in, H, W) -> (T, B, C_out, H/2, W/2)``."""
 
     def __init__(self, in_channels, out_channels, spec):
         super().__init__(spec.build(), conv3x3(in_channels, out_channels, stride=2), spec.norm(out_channels))
 
 
-class SpikingUpsample(nn.Sequential):
+class SpikingUpsample(_SpikeFedSequential):
     """``neuron -> 2x2 transposed conv stride 2 -> tdBN``: ``(T, B, C_in, H, W) -> (T, B, C_out, 2H, 2W)``.
 
     A stride-2 2x2 transposed convolution equals a 1x1 convolution followed by a pixel shuffle:

@@ -2,7 +2,9 @@
 
 An arm is named ``teacher`` or ``<design>.<recipe>.s<seed>``:
 
-* designs (:data:`DESIGNS`): changes to the small SpikerIR of ``options/train_snn_denoise.yml``;
+* designs (:data:`DESIGNS`): changes to the small SpikerIR of ``options/train_snn_denoise.yml``,
+  named by what they change (``ilif-t1d4``: the multi-level neuron at T = 1 with D = 4 spikes per
+  step; ``medium-ilif-t1d4``: the same on the medium preset);
 * recipes (:data:`RECIPES`): how the design is trained. ``twin`` trains the design's ReLU twin
   (:class:`SpikerIRReLU`, the same network with ReLU neurons at T = 1), the ceiling of that
   design; ``scratch`` the spiking student alone; the others distil a teacher into it;
@@ -21,9 +23,15 @@ DESIGNS = {
     'plif': {'shortcut': 'membrane', 'neuron': 'plif'},  # learnable membrane time constants
     't8': {'shortcut': 'membrane', 'T': 8},
     'medium': {'shortcut': 'membrane', 'dim': 14},  # near DnCNN's 0.56M parameters
+    # multi-level (I-LIF) neurons: up to D spikes per step, at T steps
+    'ilif-t1d4': {'shortcut': 'membrane', 'neuron': 'ilif', 'T': 1, 'spike_levels': 4},
+    'ilif-t1d8': {'shortcut': 'membrane', 'neuron': 'ilif', 'T': 1, 'spike_levels': 8},
+    'ilif-t2d2': {'shortcut': 'membrane', 'neuron': 'ilif', 'T': 2, 'spike_levels': 2},
+    'medium-ilif-t1d4': {'shortcut': 'membrane', 'dim': 14, 'neuron': 'ilif', 'T': 1, 'spike_levels': 4},
 }
 # options a ReLU twin ignores: designs that differ only in them share one twin
-TWIN_IGNORED = ('neuron', 'T', 'tau', 'detach_reset', 'surrogate', 'surrogate_alpha', 'neuron_backend')
+TWIN_IGNORED = ('neuron', 'T', 'tau', 'detach_reset', 'surrogate', 'surrogate_alpha', 'neuron_backend', 'spike_levels',
+                'spike_inference')
 
 # Recipes name teacher modules by the student's level names; each teacher maps them to its own.
 LEVELS = ('encoder1', 'encoder2', 'encoder3', 'latent', 'decoder3', 'decoder2', 'decoder1')
@@ -93,7 +101,8 @@ DEFAULT_ARMS = (
     'teacher', 'membrane.twin.s0', 'membrane.scratch.s0', 'membrane.scratch.s1', 'membrane.hkd.s0',
     'membrane.hkd-std.s0', 'membrane.twin-teacher.s0', 'membrane.twin-init.s0', 'spike.twin.s0', 'spike.scratch.s0',
     'membrane.hkd-cos.s0', 'membrane.hkd-membrane.s0', 'plif.scratch.s0', 't8.scratch.s0', 'medium.twin.s0',
-    'medium.scratch.s0',
+    'medium.scratch.s0', 'ilif-t1d4.scratch.s0', 'ilif-t1d8.scratch.s0', 'ilif-t2d2.scratch.s0',
+    'ilif-t1d4.twin-init.s0', 'ilif-t1d4.hkd-std.s0', 'ilif-t1d4.scratch.s1', 'medium-ilif-t1d4.scratch.s0',
 )
 _ARM_NAME = re.compile(r'^(?P<design>[\w-]+)\.(?P<recipe>[\w-]+)\.s(?P<seed>\d+)$')
 

@@ -18,7 +18,6 @@ Layout of ``out``::
 Variant names join parts with ``+``: ``T<int>`` (time steps), ``rate<float>`` (rate-penalty
 weight, at the sweep's ``rate_target``), ``vth<float>`` (threshold); ``base`` has none.
 """
-import functools
 import json
 import re
 import time
@@ -30,6 +29,7 @@ import torch
 from basicsr.models import build_model
 from basicsr.utils import set_random_seed
 
+from basicsr_snn.analysis import ENERGY_MEASURES, energy_measures
 from basicsr_snn.benchmarks.arms import Arm
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model
 from basicsr_snn.benchmarks.study import CHECKPOINT, Study, keep_settings
@@ -181,16 +181,10 @@ class ParetoSweep:
                 'target': _target_check(points, references)}
 
 
-#: each measure's path in the energy record of :func:`~.study_report.network_energy`
-ENERGY_MEASURES = {'compute': ('compute_pj', ), 'total gpu': ('memory', 'gpu', 'total_pj'),
-                   'total neuromorphic': ('memory', 'neuromorphic', 'total_pj')}
-
-
 def _point(scores, energy, kind):
     return {'kind': kind, 'scores': scores, 'psnr': next(iter(scores.values()))['psnr'],
             'firing_rate': energy.get('mean_firing_rate'),
-            'energy_pj': {measure: functools.reduce(dict.get, keys, energy)
-                          for measure, keys in ENERGY_MEASURES.items()}}
+            'energy_pj': energy_measures(energy)}
 
 
 def pareto_front(points: dict, measure: str) -> list[str]:
