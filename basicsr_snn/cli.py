@@ -103,14 +103,20 @@ def _registry(kind):
 
 
 @contextlib.contextmanager
-def user_errors_as_one_line(command: str, debug: bool = False) -> Iterator[None]:
+def user_errors_as_one_line(command: str, debug: bool = False, results_folder: str | Path | None = None
+                            ) -> Iterator[None]:
     """For scripts: a user error (:data:`USER_ERRORS`) inside ends the program with one line (and the
-    hint to rerun with ``--debug``) instead of a traceback; ``debug`` keeps the traceback."""
+    hint to rerun with ``--debug``) instead of a traceback; ``debug`` keeps the traceback. A failed write
+    into ``results_folder`` (cached results that a rerun skips) ends with what is intact and the fix."""
     try:
         yield
     except USER_ERRORS as error:
         if debug:
             raise
+        if results_folder is not None and isinstance(error, CheckpointWriteError):
+            error = error.with_context(f'the finished results in {results_folder} are intact; free space or move '
+                                       f'{results_folder} to a larger disk, then rerun the same command (finished '
+                                       'results are skipped)')
         raise SystemExit(f'{command}: {describe_error(error)}\n{command}: add --debug for the full traceback') from None
 
 

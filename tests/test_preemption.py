@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from basicsr_snn.cli import STOPPED_EXIT_CODE, describe_error, help_text
+from basicsr_snn.cli import STOPPED_EXIT_CODE, describe_error, help_text, user_errors_as_one_line
 from basicsr_snn.data.unreadable_samples import UNREADABLE_KEY, SkipUnreadableSamples, TooManyBadSamples
 from basicsr_snn.training_session import TrainingSession, TrainingStopped
 from basicsr_snn.utils.checkpoint import CheckpointWriteError, atomic_write_text
@@ -299,7 +299,7 @@ def test_a_full_disk_names_the_folder_the_intact_checkpoint_and_the_fix(session,
     assert torch.load(states / '1.state', weights_only=False)['iter'] == 1
 
 
-def test_a_full_disk_leaves_a_cached_result_unchanged(tmp_path, monkeypatch):
+def test_a_full_disk_leaves_a_cached_result_unchanged_and_a_script_says_so_in_one_line(tmp_path, monkeypatch):
     result = tmp_path / 'arm' / 'result.json'
     result.parent.mkdir()
     result.write_text('{"old": 1}')
@@ -308,7 +308,13 @@ def test_a_full_disk_leaves_a_cached_result_unchanged(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Path, 'write_text', no_space)
-    with pytest.raises(CheckpointWriteError, match=rf'cannot write {re.escape(str(result))} .*No space left on '
-                                                   rf'device\): its folder {re.escape(str(result.parent))} has '):
-        atomic_write_text('{"new": 2}', result)
+    with pytest.raises(SystemExit) as ended:
+        with user_errors_as_one_line('pareto.py', results_folder=tmp_path):
+            atomic_write_text('{"new": 2}', result)
+    line, hint = ended.value.code.splitlines()
+    assert re.fullmatch(rf'pareto\.py: cannot write {re.escape(str(result))} \(OSError: \[Errno 28\] No space left on '
+                        rf'device\): its folder {re.escape(str(result.parent))} has [\d.]+ [KMG]?B free; the finished '
+                        rf'results in {re.escape(str(tmp_path))} are intact; free space or move .* then rerun the same '
+                        r'command \(finished results are skipped\)', line)
+    assert hint == 'pareto.py: add --debug for the full traceback'
     assert result.read_text() == '{"old": 1}' and sorted(p.name for p in result.parent.iterdir()) == ['result.json']
