@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
 
 from basicsr_snn.cli import STOPPED_EXIT_CODE
 from basicsr_snn.data.unreadable_samples import DEFAULT_MAX_BAD_SAMPLES, UNREADABLE_KEY, TooManyBadSamples
@@ -170,11 +171,13 @@ class TrainingSession:
     def after_crash(self, error: Exception) -> None:
         """Save the last completed iteration after ``error`` (see the module); a pending stop signal stops
         as the signal would (its DataLoader workers died of it)."""
-        if self.signals.received:
-            self.stop(signal.Signals(self.signals.received).name, all_ranks=False)
-        if isinstance(error, (TrainingDiverged, CheckpointWriteError)) or not self.completed_iter:
-            return
         logger = get_root_logger()
+        if self.signals.received:
+            logger.error(f'{type(error).__name__} while stopping: {error}'.splitlines()[0])
+            self.stop(signal.Signals(self.signals.received).name, all_ranks=False)
+        if (isinstance(error, (TrainingDiverged, CheckpointWriteError)) or not self.completed_iter
+                or get_dist_info()[0] != 0):
+            return
         broken = self._non_finite_networks()
         if broken:
             logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: not saved, {broken} '

@@ -47,17 +47,21 @@ def train(tmp_path, options_path, *args):
     return run([sys.executable, str(TRAIN_SCRIPT), '-opt', str(options_path), *args], tmp_path)
 
 
-def train_until_signalled(tmp_path, command, experiment, signum=signal.SIGTERM):
+def train_until_signalled(tmp_path, command, experiment, signum=signal.SIGTERM, every_process=False):
     """Start ``command``; after its first logged iteration, send ``signum`` to the process holding the
-    experiment's lock (rank 0 under torchrun); return (exit code, output)."""
+    experiment's lock (rank 0 under torchrun), or to every process of the run as Ctrl-C and SLURM do;
+    return (exit code, output)."""
     process = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+                               text=True, start_new_session=True)
     lines = []
     try:
         for line in process.stdout:
             lines.append(line)
             if re.search(r'iter:\s+1, lr', line):
-                os.kill(int((experiment / '.lock').read_text().split()[0]), signum)
+                if every_process:
+                    os.killpg(process.pid, signum)
+                else:
+                    os.kill(int((experiment / '.lock').read_text().split()[0]), signum)
                 break
         lines.extend(process.stdout)
         return process.wait(timeout=300), ''.join(lines)
@@ -111,6 +115,20 @@ def test_sigterm_saves_the_stop_iteration_and_the_resumed_run_equals_an_uninterr
     whole = train(tmp_path, write_options(tmp_path / 'w.yml', deterministic_options(data, 'whole', total)))
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert_same_weights(latest_weights(tmp_path, 'whole'), latest_weights(tmp_path, 'stopped'))
+
+
+def test_a_signal_to_every_process_spares_the_loader_workers(tmp_path):
+    data = write_paired_folder(tmp_path / 'data', size=16)
+    experiment = tmp_path / 'experiments' / 'workers'
+    opt = deterministic_options(data, 'workers', total_iter=10 ** 5)
+    opt['datasets']['train']['num_worker_per_gpu'] = 2
+    options = write_options(tmp_path / 'o.yml', opt)
+    code, output = train_until_signalled(tmp_path, [sys.executable, str(TRAIN_SCRIPT), '-opt', str(options)],
+                                         experiment, signal.SIGUSR1, every_process=True)
+    assert code == STOPPED_EXIT_CODE, output[-4000:]
+    stopped_at, state = stop_iteration(output, 'SIGUSR1')
+    assert torch.load(state, weights_only=False)['iter'] == stopped_at
+    assert 'DataLoader worker' not in output
 
 
 def test_torchrun_ranks_stop_at_the_same_iteration_and_resume(tmp_path):
