@@ -17,7 +17,7 @@ from basicsr_snn.data.unreadable_samples import UNREADABLE_KEY, SkipUnreadableSa
 from basicsr_snn.training_session import TrainingSession, TrainingStopped
 from basicsr_snn.utils.checkpoint import CheckpointWriteError, atomic_write_text
 from pipeline_utils import TRAIN_SCRIPT, read_train_log, write_options, write_paired_folder
-from snn_options import build_model, in_process_options, training_options
+from snn_options import build_model, captured_log, in_process_options, training_options
 from test_pipeline import sr_model_options
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
@@ -218,7 +218,7 @@ def test_a_crash_saves_the_last_completed_iteration_and_auto_resume_continues(tm
     options = write_options(tmp_path / 'o.yml', opt)
     script = tmp_path / 'failing_run.py'
     script.write_text(FAILING_RUN)
-    # batches of 2: the 7th sample is the first of iteration 4 (the preflight reads one more sample)
+    # batches of 2 (SRModel has no preflight): the 8th sample fails iteration 4, after 3 complete ones
     crashed = subprocess.run([sys.executable, str(script), '-opt', str(options)], cwd=tmp_path, capture_output=True,
                              text=True, timeout=600, env=dict(ENV, FAIL_AT_SAMPLE='8'))
     assert crashed.returncode != 0 and 'a bug in the data pipeline' in crashed.stderr
@@ -231,6 +231,16 @@ def test_a_crash_saves_the_last_completed_iteration_and_auto_resume_continues(tm
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert started_at(experiment) == 3
     assert (experiment / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_a_crash_never_saves_non_finite_weights(session):
+    step(session, 1)
+    with torch.no_grad():
+        next(session.model.net_g.parameters()).fill_(float('nan'))
+    with captured_log() as messages:
+        session.after_crash(RuntimeError('boom'))
+    assert not list(Path(session.opt['path']['training_states']).iterdir())
+    assert any(m.startswith("RuntimeError after iteration 1: not saved, ['net_g'") for m in messages), messages
 
 
 # unreadable training files -----------------------------------------------------------------------------
@@ -283,6 +293,19 @@ def test_the_session_counts_distinct_files_and_stops_past_the_bound(session):
     with pytest.raises(TooManyBadSamples, match=r"2 training files .*\['a\.png', 'b\.png'\].*scripts/check_data\.py"):
         session.feed_data({'lq': torch.rand(1, 3, 8, 8), 'gt': torch.rand(1, 3, 8, 8),
                            UNREADABLE_KEY: [json.dumps([['b.png', 'OSError: gone']])]})
+
+
+def test_the_preflight_passes_over_an_unreadable_first_training_file(tmp_path):
+    from basicsr_snn.models import preflight
+    data = write_paired_folder(tmp_path / 'data', count=3, size=24, channels=3)
+    clean = write_paired_folder(tmp_path / 'clean', count=1, size=24, channels=3)
+    corrupt(data / 'gt' / '000.png')
+    opt = in_process_options(tmp_path, training_options(tmp_path, data, 'preflight'))
+    opt['datasets']['val'].update(dataroot_gt=str(clean / 'gt'), dataroot_lq=str(clean / 'lq'))
+    preflight.check_datasets(opt, {})
+    opt['datasets']['train']['max_bad_samples'] = 0
+    with pytest.raises(ValueError, match=r'datasets\.train: sample 0 \(.*000\.png\) cannot be read'):
+        preflight.check_datasets(opt, {})
 
 
 @pytest.mark.parametrize('value', [-1, 1.5, 'ten'])
