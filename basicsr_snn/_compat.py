@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import shutil
+import signal
 import sys
 import types
 import warnings
@@ -30,6 +31,8 @@ import torch
 _pipeline_fixes_applied = False
 # The training state loaded by load_resume_state, until the train loader exists to align it with.
 _resume_state_to_align = None
+# Batches per epoch of the train loader, for the epoch of a checkpoint saved by the training session.
+_train_loader_length = 1
 
 
 def _install_functional_tensor_shim():
@@ -294,9 +297,10 @@ def _wrap_create_train_val_dataloader(original):
 
     @functools.wraps(original)
     def create_train_val_dataloader(opt, logger):
-        global _resume_state_to_align
+        global _resume_state_to_align, _train_loader_length
         result = original(opt, logger)
         train_loader, train_sampler = result[:2]
+        _train_loader_length = len(train_loader)
         if _resume_state_to_align is not None:
             done = _resume_state_to_align['iter']
             epoch, batches_done = divmod(done, len(train_loader))
@@ -306,6 +310,57 @@ def _wrap_create_train_val_dataloader(original):
         return result
 
     return create_train_val_dataloader
+
+
+def _wrap_build_dataset(original):
+    """Training sets replace an unreadable sample by the next readable one (validation sets stay strict)."""
+
+    @functools.wraps(original)
+    def build_dataset(dataset_opt):
+        from basicsr_snn.data.unreadable_samples import DEFAULT_MAX_BAD_SAMPLES, SkipUnreadableSamples
+        dataset = original(dataset_opt)
+        if dataset_opt.get('phase') != 'train':
+            return dataset
+        return SkipUnreadableSamples(dataset, dataset_opt.get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES))
+
+    return build_dataset
+
+
+#: signals a DataLoader worker ignores: the main process stops training, then its workers
+WORKER_IGNORED_SIGNALS = (signal.SIGINT, signal.SIGUSR1)
+
+
+def _worker_ignoring_stop_signals(worker_init_fn, worker_id):
+    """A train-loader worker must survive a Ctrl-C or SLURM's SIGUSR1 sent to every process, or the main
+    process fails at its next batch instead of stopping after saving. (SIGTERM stays fatal: the
+    multiprocessing shutdown of workers relies on it.)"""
+    for signum in WORKER_IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
+
+
+def _wrap_build_dataloader(original):
+
+    @functools.wraps(original)
+    def build_dataloader(dataset, dataset_opt, *args, **kwargs):
+        loader = original(dataset, dataset_opt, *args, **kwargs)
+        if dataset_opt.get('phase') == 'train' and loader.num_workers > 0:
+            loader.worker_init_fn = functools.partial(_worker_ignoring_stop_signals, loader.worker_init_fn)
+        return loader
+
+    return build_dataloader
+
+
+def _wrap_build_model(original):
+    """The training loop gets the model through a :class:`basicsr_snn.training_session.TrainingSession`."""
+
+    @functools.wraps(original)
+    def build_model(opt):
+        from basicsr_snn import training_session
+        return training_session.start(original(opt), opt, _train_loader_length)
+
+    return build_model
 
 
 def _enlarged_sampler_iter(original_iter):
@@ -367,6 +422,12 @@ def apply_pipeline_fixes():
         basicsr.train.make_exp_dirs = _wrap_make_exp_dirs(basicsr.train.make_exp_dirs)
     basicsr.train.create_train_val_dataloader = _wrap_create_train_val_dataloader(
         basicsr.train.create_train_val_dataloader)
+    from basicsr_snn import training_session
+    basicsr.train.build_dataset = _wrap_build_dataset(basicsr.train.build_dataset)
+    basicsr.train.build_dataloader = _wrap_build_dataloader(basicsr.train.build_dataloader)
+    basicsr.train.build_model = _wrap_build_model(basicsr.train.build_model)
+    if not getattr(basicsr.train.train_pipeline, '__wrapped_by_basicsr_snn__', False):
+        basicsr.train.train_pipeline = training_session.guarded(basicsr.train.train_pipeline)
     if not getattr(EnlargedSampler.__iter__, '__wrapped_by_basicsr_snn__', False):
         EnlargedSampler.__iter__ = _enlarged_sampler_iter(EnlargedSampler.__iter__)
     BaseModel.model_to_device = model_to_device

@@ -7,14 +7,18 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from basicsr_snn.utils.checkpoint import CheckpointWriteError
 from basicsr_snn.utils.threads import apply_thread_policy
 
 USAGE = {
     'train': ('basicsr-snn-train', 'train a network (ANN teacher, spiking student, distillation)', 'experiments/'),
     'test': ('basicsr-snn-test', 'test trained networks on the datasets of an option file', 'results/'),
 }
-#: errors a user causes (a path, an option); others keep their traceback
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError)
+#: errors a user causes or fixes (a path, an option, a full disk); others keep their traceback
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, CheckpointWriteError)
+#: exit code of a training run stopped by SIGTERM, SIGINT or SIGUSR1 after saving its checkpoint (sysexits'
+#: EX_TEMPFAIL: try again later)
+STOPPED_EXIT_CODE = 75
 
 
 def help_text(kind: str) -> str:
@@ -35,6 +39,12 @@ usage: {command} -opt OPTIONS.yml [--launcher none|pytorch] [--auto_resume] [--d
   --debug            BasicSR's debug mode; also shows the full traceback of an error
 
 Writes {output}<name>/ in the current directory. Threads: $BASICSR_SNN_THREADS (see the README).
+{STOPPED if kind == 'train' else ''}"""
+
+
+STOPPED = f"""
+Exit codes: 0 done, 1 error, 2 bad command line, {STOPPED_EXIT_CODE} stopped by SIGTERM, SIGINT or SIGUSR1: the
+current iteration finished and its checkpoint was saved; rerun with --auto_resume to continue.
 """
 
 
@@ -93,14 +103,20 @@ def _registry(kind):
 
 
 @contextlib.contextmanager
-def user_errors_as_one_line(command: str, debug: bool = False) -> Iterator[None]:
+def user_errors_as_one_line(command: str, debug: bool = False, results_folder: str | Path | None = None
+                            ) -> Iterator[None]:
     """For scripts: a user error (:data:`USER_ERRORS`) inside ends the program with one line (and the
-    hint to rerun with ``--debug``) instead of a traceback; ``debug`` keeps the traceback."""
+    hint to rerun with ``--debug``) instead of a traceback; ``debug`` keeps the traceback. A failed write
+    into ``results_folder`` (cached results that a rerun skips) ends with what is intact and the fix."""
     try:
         yield
     except USER_ERRORS as error:
         if debug:
             raise
+        if results_folder is not None and isinstance(error, CheckpointWriteError):
+            error = error.with_context(f'the finished results in {results_folder} are intact; free space or move '
+                                       f'{results_folder} to a larger disk, then rerun the same command (finished '
+                                       'results are skipped)')
         raise SystemExit(f'{command}: {describe_error(error)}\n{command}: add --debug for the full traceback') from None
 
 

@@ -22,6 +22,7 @@ import basicsr_snn  # noqa: F401  (registers the plugin)
 from basicsr_snn.benchmarks.arms import DEFAULT_ARMS, DESIGNS, RECIPES, TEACHERS, Arm
 from basicsr_snn.benchmarks.study import QUICK, Study, StudyProtocol, study_data_folders
 from basicsr_snn.benchmarks.study_report import write_report
+from basicsr_snn.cli import user_errors_as_one_line
 from basicsr_snn.utils.console import route_basicsr_log
 
 BUDGET_KEYS = ('iters', 'teacher_iters', 'batch', 'crop', 'lr', 'teacher_lr', 'lr_floor', 'val_every', 'val_images',
@@ -48,6 +49,7 @@ def parse_args(argv=None):
     budget.add_argument('--teacher', default=StudyProtocol.teacher, choices=sorted(TEACHERS),
                         help=f'teacher architecture (default {StudyProtocol.teacher})')
     budget.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch CPU threads (default 1: on a shared CPU one thread is far faster than two)')
     args = parser.parse_args(argv)
@@ -85,7 +87,8 @@ def main(argv=None):
         raise SystemExit(f'bench_distill.py: {error}') from None
     started = time.time()
     if not args.report:
-        study.run(args.arms)
+        with user_errors_as_one_line('bench_distill.py', args.debug, results_folder=out):
+            study.run(args.arms)
     print(write_report(study, with_energy=not args.no_energy))
     print(f'{(time.time() - started) / 60:.1f} min; results in {out} (study.md, study.json, study.png)')
     return study

@@ -23,6 +23,7 @@ import basicsr_snn  # noqa: F401  (registers the plugin)
 from basicsr_snn.benchmarks.pareto import DEFAULT_VARIANTS, ParetoSweep, SweepSettings, Variant
 from basicsr_snn.benchmarks.pareto_report import write_report
 from basicsr_snn.benchmarks.study import QUICK, Study, StudyProtocol, study_data_folders
+from basicsr_snn.cli import user_errors_as_one_line
 from basicsr_snn.utils.console import route_basicsr_log
 
 QUICK_ITERS = 2
@@ -43,6 +44,7 @@ def parse_args(argv=None):
     for key in defaults:
         parser.add_argument(f'--{key.replace("_", "-")}', type=type(defaults[key]), default=None,
                             help=f'default {defaults[key]}')
+    parser.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
     args = parser.parse_args(argv)
     if not args.quick and not args.study:
@@ -83,7 +85,8 @@ def main(argv=None):
         raise SystemExit(f'pareto.py: {error}') from None
     started = time.time()
     if not args.report:
-        sweep.run(args.variants)
+        with user_errors_as_one_line('pareto.py', args.debug, results_folder=out):
+            sweep.run(args.variants)
     print(write_report(sweep))
     print(f'{(time.time() - started) / 60:.1f} min; results in {out} (pareto.md, pareto.json, pareto.png)')
     return sweep

@@ -2,13 +2,16 @@
 
 * The channels of every dataset (read from its first sample) against the input channels of
   every network it feeds (``network_g``, and the teacher ``network_t`` of distillation).
-* Every validation image decodes (a corrupt file would otherwise fail at the first validation).
+* Every validation image decodes (a corrupt file would otherwise fail at the first validation); a
+  training set gives one sample that decodes (unreadable ones are replaced during training).
 * The teacher's output against the student's wherever the two are compared.
 
 Errors name the option keys to change, e.g. ``network_g.in_ch`` and ``datasets.train.color``.
 """
 import torch
 from torch import nn
+
+from basicsr_snn.data.unreadable_samples import DEFAULT_MAX_BAD_SAMPLES, unreadable_sources
 
 IN_CHANNEL_KEYS = ('in_ch', 'inp_channels', 'num_in_ch', 'in_channels', 'in_nc', 'in_chans')
 OUT_CHANNEL_KEYS = ('out_ch', 'out_channels', 'num_out_ch', 'out_nc', 'out_chans')
@@ -57,9 +60,11 @@ def check_datasets(opt: dict, networks: dict[str, nn.Module]) -> None:
         dataset = build_dataset(dataset_opt)
         if len(dataset) == 0:
             raise ValueError(f'datasets.{phase_key}: no image found (check dataroot_gt / dataroot_lq)')
-        indices = range(len(dataset)) if not phase_key.startswith('train') else range(1)
-        for index in indices:
-            sample = _decoded(dataset, index, phase_key)
+        if phase_key.startswith('train'):
+            sample = _first_readable(dataset, phase_key, dataset_opt.get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES))
+        else:
+            for index in range(len(dataset)):
+                sample = _decoded(dataset, index, phase_key)
         channels = sample['lq'].shape[0]
         for network_channels, label in expected:
             if network_channels is not None and network_channels != channels:
@@ -74,6 +79,19 @@ def _decoded(dataset, index, phase_key):
         where = _sample_path(dataset, index)
         raise ValueError(f'datasets.{phase_key}: sample {index}{where} cannot be read: '
                          f'{type(error).__name__}: {error}') from error
+
+
+def _first_readable(dataset, phase_key, max_bad_samples):
+    """The first sample of a training set that reads; unreadable files before it are left to training,
+    which replaces and counts them (up to ``max_bad_samples``)."""
+    last = min(len(dataset), max_bad_samples + 1) - 1
+    for index in range(last):
+        try:
+            return dataset[index]
+        except Exception:
+            if not unreadable_sources(dataset, index):
+                return _decoded(dataset, index, phase_key)  # raises, naming the sample
+    return _decoded(dataset, last, phase_key)
 
 
 def _sample_path(dataset, index):

@@ -90,11 +90,17 @@ class LossGuard:
 
 def _agreed(flags, device):
     """``flags`` OR-ed over every rank of the process group (as they are without one)."""
+    return [bool(value) for value in max_over_ranks([float(flag) for flag in flags], device)]
+
+
+def max_over_ranks(values: list, device) -> list:
+    """The element-wise maximum of ``values`` (numbers) over every rank of the process group (``values``
+    without one): one all-reduce, which every rank must call at the same point."""
     if not (dist.is_available() and dist.is_initialized()):
-        return [bool(flag) for flag in flags]
-    tensor = torch.tensor([float(flag) for flag in flags], device=device)
+        return list(values)
+    tensor = torch.tensor([float(value) for value in values], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return [bool(value) for value in tensor.tolist()]
+    return [int(value) if float(value).is_integer() else value for value in tensor.tolist()]
 
 
 def check_grad_clip_norm(value, option_key: str = 'train.grad_clip_norm') -> float | None:

@@ -23,6 +23,7 @@ beside it when EMA was on. The policy, for every network (teacher, student, scri
 import os
 import pickle
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,8 +168,41 @@ def load_weights(network: nn.Module, path: str | Path, param_key: str | None = D
     return report
 
 
+class CheckpointWriteError(OSError):
+    """A file could not be written (a full disk, a quota, a lost mount); ``str()`` is one line naming the
+    file, its folder and the folder's free space. The file itself is unchanged and no temporary file is left.
+
+    Attributes:
+        path (Path): The file.
+        reason (str): The underlying error, one line.
+        free_bytes (int | None): Free space in the folder at the failure (None when unknown).
+    """
+
+    def __init__(self, path: Path, reason: str, free_bytes: int | None, context: str = ''):
+        self.path, self.reason, self.free_bytes, self.context = Path(path), reason, free_bytes, context
+        free = 'unknown free space' if free_bytes is None else f'{format_bytes(free_bytes)} free'
+        super().__init__(f'cannot write {self.path} ({reason}): its folder {self.path.parent} has {free}; '
+                         f'{context or "the file is unchanged"}')
+
+    def with_context(self, context: str) -> 'CheckpointWriteError':
+        """The same failure, with ``context`` (what is intact, the fix) instead of the generic ending."""
+        return CheckpointWriteError(self.path, self.reason, self.free_bytes, context)
+
+
+def format_bytes(count: float) -> str:
+    for unit in ('B', 'KB', 'MB', 'GB'):
+        if count < 1024 or unit == 'GB':
+            return f'{count:.0f} {unit}' if unit == 'B' else f'{count:.1f} {unit}'
+        count /= 1024
+
+
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary name in the same folder, then rename: ``path`` is never half-written."""
+    """``torch.save`` to a temporary name in the same folder, then rename: ``path`` is never half-written.
+
+    Raises:
+        CheckpointWriteError: the write failed (``torch.save`` reports a full disk as a ``RuntimeError``
+            of its stream, the rename as an ``OSError``).
+    """
     _write_atomically(path, lambda temporary: torch.save(obj, temporary))
 
 
@@ -183,8 +217,18 @@ def _write_atomically(path, write):
     try:
         write(temporary)
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        raise CheckpointWriteError(path, f'{type(error).__name__}: {error}'.splitlines()[0],
+                                   _free_bytes(path.parent)) from error
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _free_bytes(folder):
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def state_dict_for_saving(network: nn.Module) -> dict:

@@ -1,0 +1,259 @@
+"""What keeps a training run from losing work to a stop signal, a crash or an unreadable training file.
+
+BasicSR's training loop sees the model through a :class:`TrainingSession` (the entry points install
+it, :mod:`basicsr_snn._compat`), which adds, for any model class:
+
+* **Stop signals** (SIGTERM, SIGINT, SIGUSR1): the handler only records the signal, so nothing is
+  interrupted. Before the next iteration every rank learns whether any rank received one (one
+  all-reduce per iteration); then rank 0 saves the checkpoint of the last completed iteration (the
+  files of a scheduled save), every rank waits for it, the lock is released, one line names the
+  signal and the checkpoint, and the process exits with :data:`STOPPED_EXIT_CODE`. Further signals
+  are noted on stderr and change nothing, during the save too.
+* **A crash** (any exception of the loop but a diverged run or a failed write): rank 0 first saves
+  the last completed iteration through the same save path, if its weights are finite, logs one line
+  naming it and re-raises. Every rank holds the same weights, optimizer and scheduler at the end of
+  an iteration, so rank 0 needs no other rank to save; a rank blocked in a collective by a dead
+  peer cannot save (see the README).
+* **Unreadable training files** (:mod:`basicsr_snn.data.unreadable_samples`): each batch carries the
+  files replaced on its way; the session gathers them over the ranks, warns once per file and stops
+  after ``datasets.train.max_bad_samples`` distinct ones.
+* **A failed checkpoint write** names the previous checkpoint, intact, and the fix.
+"""
+import contextlib
+import functools
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
+
+from basicsr_snn.cli import STOPPED_EXIT_CODE
+from basicsr_snn.data.unreadable_samples import DEFAULT_MAX_BAD_SAMPLES, UNREADABLE_KEY, TooManyBadSamples
+from basicsr_snn.models.training_guard import TrainingDiverged, max_over_ranks
+from basicsr_snn.utils import experiment_lock
+from basicsr_snn.utils.checkpoint import CheckpointWriteError
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+WRITE_FIX = 'free space or move experiments/ to a larger disk, then rerun with --auto_resume'
+
+
+class TrainingStopped(SystemExit):
+    """A stop signal ended training after its checkpoint was saved; exits with :data:`STOPPED_EXIT_CODE`."""
+
+    def __init__(self):
+        super().__init__(STOPPED_EXIT_CODE)
+
+
+class StopSignals:
+    """Records the first of :data:`STOP_SIGNALS` that arrives (main thread only); never raises."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._record) for signum in STOP_SIGNALS}
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _record(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = signum
+            note = f'{name}: training stops after this iteration, once its checkpoint is saved\n'
+        else:
+            note = f'{name}: already stopping (SIGKILL stops at once; saved checkpoints stay complete)\n'
+        os.write(2, note.encode())  # print() is not safe inside a signal handler
+
+
+@contextlib.contextmanager
+def worker_deaths_deferred():
+    """DataLoader workers killed by the same stop signal must not raise (torch's SIGCHLD handler) mid-save."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+class TrainingSession:
+    """``model`` as BasicSR's training loop sees it (see the module); every other attribute is ``model``'s.
+
+    Args:
+        model (BaseModel): The model ``build_model(opt)`` built.
+        opt (dict): The run's options.
+        iterations_per_epoch (int): Batches of the train loader per epoch (the epoch of a saved state).
+    """
+
+    def __init__(self, model, opt: dict, iterations_per_epoch: int):
+        self.model, self.opt, self.iterations_per_epoch = model, opt, max(1, iterations_per_epoch)
+        self.completed_iter = 0
+        self.saved_iter = None
+        self.unreadable = {}  # file -> reason, in the order met
+        self.max_bad_samples = (opt['datasets'].get('train') or {}).get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES)
+        self.signals = StopSignals()
+        self.signals.install()
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    # what the loop calls --------------------------------------------------------------------------
+
+    def resume_training(self, resume_state):
+        self.model.resume_training(resume_state)
+        self.completed_iter = self.saved_iter = resume_state['iter']
+
+    def feed_data(self, data):
+        """Called once per iteration on every rank, before the step: bad files and stop signals are agreed here."""
+        met = [tuple(entry) for text in data.pop(UNREADABLE_KEY, []) for entry in json.loads(text)]
+        new = [(source, reason) for source, reason in met if source not in self.unreadable]
+        signum, any_new = max_over_ranks([self.signals.received or 0, len(new)], self.model.device)
+        if any_new:
+            self._record_unreadable(new)
+        if signum:
+            self.stop(signal.Signals(signum).name, all_ranks=True)
+        self.model.feed_data(data)
+
+    def optimize_parameters(self, current_iter):
+        self.model.optimize_parameters(current_iter)
+        self.completed_iter = current_iter
+
+    def save(self, epoch, current_iter):
+        """A scheduled save (``current_iter`` -1: the final ``*_latest.pth``); a failed write names the previous
+        checkpoint, which is intact, and the fix."""
+        try:
+            self.model.save(epoch, current_iter)
+        except CheckpointWriteError as error:
+            previous = (f'the previous checkpoint, iteration {self.saved_iter} ({self._state_path(self.saved_iter)}), '
+                        'is intact' if self.saved_iter else 'no checkpoint was saved before in this run')
+            raise error.with_context(f'{previous}; {WRITE_FIX}') from error
+        if current_iter != -1:
+            self.saved_iter = current_iter
+
+    # the one save path of a stop and a crash ------------------------------------------------------
+
+    def save_completed_iteration(self) -> str | None:
+        """Save the last completed iteration unless it is saved already; returns its state file (None: nothing
+        trained)."""
+        if not self.completed_iter:
+            return None
+        if self.saved_iter != self.completed_iter:
+            with worker_deaths_deferred():
+                self.save((self.completed_iter - 1) // self.iterations_per_epoch, self.completed_iter)
+        return self._state_path(self.completed_iter)
+
+    def stop(self, signal_name: str, all_ranks: bool) -> None:
+        """Save, release the lock, log one line and raise :class:`TrainingStopped`.
+
+        ``all_ranks``: every rank calls this at the same iteration, and waits until rank 0 has saved.
+        """
+        path = self.save_completed_iteration()
+        if all_ranks and dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        experiment_lock.release(Path(self.opt['path']['experiments_root']) / experiment_lock.LOCK_NAME)
+        saved = (f'checkpoint of iteration {self.completed_iter}: {path}; continue with --auto_resume' if path else
+                 'no iteration was completed, nothing to save')
+        get_root_logger().warning(f'Stopped by {signal_name}: {saved} (exit code {STOPPED_EXIT_CODE}).')
+        raise TrainingStopped()
+
+    def after_crash(self, error: Exception) -> None:
+        """Save the last completed iteration after ``error`` (see the module); a pending stop signal stops
+        as the signal would (its DataLoader workers died of it)."""
+        logger = get_root_logger()
+        if self.signals.received:
+            logger.error(f'{type(error).__name__} while stopping: {error}'.splitlines()[0])
+            self.stop(signal.Signals(self.signals.received).name, all_ranks=False)
+        if (isinstance(error, (TrainingDiverged, CheckpointWriteError)) or not self.completed_iter
+                or get_dist_info()[0] != 0):
+            return
+        broken = self._non_finite_networks()
+        if broken:
+            logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: not saved, {broken} '
+                         'hold non-finite values.')
+            return
+        try:
+            path = self.save_completed_iteration()
+        except Exception as save_error:  # noqa: BLE001  (the original error is the one to raise)
+            logger.error(f'{type(error).__name__} after iteration {self.completed_iter}; saving it failed too: '
+                         f'{save_error}')
+            return
+        logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: saved its checkpoint {path}; '
+                     'fix the cause, then continue with --auto_resume.')
+
+    def close(self) -> None:
+        self.signals.restore()
+        if self.unreadable:
+            get_root_logger().warning(f'{len(self.unreadable)} training file(s) could not be read and were replaced: '
+                                      f'{list(self.unreadable)}')
+
+    # helpers --------------------------------------------------------------------------------------
+
+    def _record_unreadable(self, new):
+        if dist.is_available() and dist.is_initialized():
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, new)
+            new = [entry for entries in gathered for entry in entries]
+        logger = get_root_logger()
+        for source, reason in new:
+            if source not in self.unreadable:
+                self.unreadable[source] = reason
+                logger.warning(f'Training file {source} cannot be read ({reason}); its sample is replaced by the '
+                               f'next one. Unreadable files so far: {len(self.unreadable)} '
+                               f'(datasets.train.max_bad_samples: {self.max_bad_samples}).')
+        if len(self.unreadable) > self.max_bad_samples:
+            raise TooManyBadSamples(
+                f'{len(self.unreadable)} training files cannot be read, more than datasets.train.max_bad_samples: '
+                f'{self.max_bad_samples}: {list(self.unreadable)}; list every bad file with python '
+                f'scripts/check_data.py <dataroot>, fix or remove them, then rerun with --auto_resume')
+
+    def _state_path(self, iteration):
+        return str(Path(self.opt['path']['training_states']) / f'{iteration}.state')
+
+    def _non_finite_networks(self):
+        networks = {name: value for name, value in vars(self.model).items()
+                    if name.startswith('net_') and isinstance(value, torch.nn.Module)}
+        return [name for name, network in networks.items()
+                if any(t.is_floating_point() and not torch.isfinite(t).all() for t in network.state_dict().values())]
+
+
+_active: TrainingSession | None = None
+
+
+def start(model, opt: dict, iterations_per_epoch: int) -> TrainingSession:
+    """The session of this process's training run (:func:`guarded` ends it)."""
+    global _active
+    _active = TrainingSession(model, opt, iterations_per_epoch)
+    return _active
+
+
+def guarded(train_pipeline):
+    """BasicSR's ``train_pipeline`` whose crash first saves the last completed iteration (see the module)."""
+
+    @functools.wraps(train_pipeline)
+    def guarded_train_pipeline(root_path):
+        global _active
+        try:
+            return train_pipeline(root_path)
+        except Exception as error:
+            if _active is not None:
+                _active.after_crash(error)
+            raise
+        finally:
+            if _active is not None:
+                _active.close()
+            _active = None
+
+    guarded_train_pipeline.__wrapped_by_basicsr_snn__ = True
+    return guarded_train_pipeline
