@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from basicsr_snn import _compat
+from neuron_probe import neuron_kernels
 from pipeline_utils import read_train_log, run_entry_point, write_options, write_paired_folder
 from snn_options import (STUDENT, TEACHER, build_model, captured_log, in_process_options, training_batch,
                          training_options, validation_loader, write_teacher_checkpoint)
@@ -99,7 +100,9 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path, data_root, teacher_p
 
     torch.manual_seed(0)
     uninterrupted = build_model(in_process_options(tmp_path / 'uninterrupted', base))
-    train(uninterrupted, batches)
+    with neuron_kernels(uninterrupted.net_g) as kernels:
+        train(uninterrupted, batches)
+    assert set(kernels) == {neuron_backend} and kernels[neuron_backend] > 0
 
     first_options = in_process_options(tmp_path / 'interrupted', base)
     torch.manual_seed(0)
@@ -187,7 +190,15 @@ def test_untrained_teacher_needs_an_explicit_opt_in(tmp_path, data_root, teacher
     options = distill_options(tmp_path, data_root, teacher_path)
     options['path']['pretrain_network_t'] = None
     options['train']['distill']['allow_random_teacher'] = True
-    assert build_model(options).net_t is not None
+    with captured_log() as log:
+        model = build_model(options)
+    assert 'Distilling from an untrained teacher (train.distill.allow_random_teacher: true).' in log
+    # nothing was loaded: the checkpoint the options named before holds weights drawn from another random state
+    trained = torch.load(teacher_path)['params']
+    teacher = model.net_t.state_dict()
+    assert teacher.keys() == trained.keys()
+    assert not any(torch.equal(teacher[key], trained[key]) for key in teacher if key.endswith('qkv.weight'))
+    assert not model.net_t.training and not any(p.requires_grad for p in model.net_t.parameters())
 
 
 RANK_KEYS_TRAIN_SCRIPT = '''
