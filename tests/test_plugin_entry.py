@@ -75,8 +75,8 @@ def test_run_trains_through_a_basicsr_checkouts_train_script(tmp_path):
     initial = tmp_path / 'initial.pth'
     torch.save({'params': build_network_from_options(options, 'network_g').state_dict()}, initial)
     options['path']['pretrain_network_g'] = str(initial)
-    run_python(None, '-m', 'basicsr_snn.run', 'basicsr/train.py', '-opt', str(write_options(tmp_path / 'o.yml', options)),
-               cwd=checkout)
+    option_file = write_options(tmp_path / 'o.yml', options)
+    run_python(None, '-m', 'basicsr_snn.run', 'basicsr/train.py', '-opt', str(option_file), cwd=checkout)
     before = torch.load(initial)['params']
     after = torch.load(checkout / 'experiments' / 'via_run' / 'models' / 'net_g_latest.pth')['params']
     assert after.keys() == before.keys()
