@@ -77,6 +77,7 @@ def test_padding_reflects_and_falls_back_to_replication_for_tiny_images():
     assert pad_to_multiple(padded, 8) is padded
     assert SpikerIR(in_ch=2, out_ch=2, **TINY)(tiny).shape == tiny.shape
 
+
 @pytest.mark.parametrize('arch', [SpikerIR, SpikerIRReLU])
 def test_backward_fills_every_gradient(arch):
     model = arch(in_ch=1, out_ch=1)
