@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,72 @@ def write_paired_folder(root, count=4, size=24, channels=1, seed=0):
         cv2.imwrite(str(Path(root) / 'gt' / f'{i:03d}.png'), clean.astype(np.uint8))
         cv2.imwrite(str(Path(root) / 'lq' / f'{i:03d}.png'), noisy.astype(np.uint8))
     return Path(root)
+
+
+RANK_RECORDING_TRAIN_SCRIPT = '''
+"""basicsr-snn-train, with what each rank holds written down: its loss keys before the reduction
+(loss_keys_rank<r>.txt) and the parameters of its bare net_g at every save (net_g_rank<r>_<iter>.pth,
+-1 = latest). Buffers are left out: DDP copies rank 0's (BN statistics) at the start of each forward,
+so between steps each rank holds those of its own last batch."""
+import sys
+
+import torch
+
+from basicsr_snn._compat import apply_pipeline_fixes
+
+apply_pipeline_fixes()
+import basicsr.train  # noqa: E402
+from basicsr_snn.cli import run_pipeline  # noqa: E402
+
+build_model = basicsr.train.build_model
+
+
+def recording_model(opt):
+    model = build_model(opt)
+    rank, save, reduce_loss_dict = opt['rank'], model.save, model.reduce_loss_dict
+
+    def save_and_dump(epoch, current_iter):
+        save(epoch, current_iter)
+        parameters = {name: p.detach() for name, p in model.get_bare_model(model.net_g).named_parameters()}
+        torch.save(parameters, f'net_g_rank{rank}_{current_iter}.pth')
+
+    def record_keys(loss_dict):
+        with open(f'loss_keys_rank{rank}.txt', 'a') as keys:
+            keys.write(' '.join(loss_dict) + '\\n')
+        return reduce_loss_dict(loss_dict)
+
+    model.save, model.reduce_loss_dict = save_and_dump, record_keys
+    return model
+
+
+basicsr.train.build_model = recording_model
+sys.exit(run_pipeline('train'))
+'''
+
+
+def write_rank_recording_script(folder):
+    """A train script for ``run_entry_point`` that records each rank's loss keys and weights (see the script)."""
+    script = Path(folder) / 'train_recording_ranks.py'
+    script.write_text(RANK_RECORDING_TRAIN_SCRIPT)
+    return script
+
+
+def assert_ranks_hold_equal_weights(folder, nproc=2):
+    """Every rank's net_g parameters equal rank 0's at every save, and they changed between saves.
+
+    Returns the saves' iterations (-1, the latest, last) and rank 0's parameters at each."""
+    folder = Path(folder)
+    saves = sorted((int(p.stem.rsplit('_', 1)[1]) for p in folder.glob('net_g_rank0_*.pth')),
+                   key=lambda iteration: iteration if iteration >= 0 else float('inf'))  # -1, the latest, last
+    assert len(saves) >= 2, f'fewer than two saves recorded in {folder}'
+    dumps = {rank: [torch.load(folder / f'net_g_rank{rank}_{i}.pth') for i in saves] for rank in range(nproc)}
+    for rank in range(1, nproc):
+        for iteration, reference, state in zip(saves, dumps[0], dumps[rank]):
+            for key, value in reference.items():
+                assert torch.equal(state[key], value), f'rank {rank}, save {iteration}: {key} differs from rank 0'
+    first, last = dumps[0][0], dumps[0][-1]
+    assert any(not torch.equal(first[key], last[key]) for key in first), 'the weights never changed'
+    return saves, dumps[0]
 
 
 def write_options(path, options):

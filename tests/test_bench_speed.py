@@ -4,6 +4,9 @@ import math
 import subprocess
 import sys
 
+from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
+from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
+from parameter_counts import restormer_params, spikerir_params
 from pipeline_utils import REPO_ROOT
 
 
@@ -17,12 +20,15 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
         *(('SpikerIR', preset, T) for preset in ('small', 'medium', 'base') for T in (1, 2, 4, 8)),
         ('SpikerIRReLU', 'small', 1), ('SpikerIRReLU', 'medium', 1), ('SpikerIRReLU', 'base', 1)}
     for row in results['rows']:
-        assert row['train_step_s'] > 0 and row['infer_s'] > 0 and row['params'] > 0
+        assert row['train_step_s'] > 0 and row['infer_s'] > 0
+        # the twin has the spiking network's layers at T = 1
+        assert row['params'] == spikerir_params(1, SPIKERIR_PRESETS[row['preset']]['dim'], T=row['T']), row
     assert set(results['train_step_ratio_snn_T4_over_relu']) == {'small', 'medium', 'base'}
 
     steps = {row['run']: row for row in results['model_steps']}
     assert steps['scratch (SNNModel)']['teacher_params'] == 0
-    assert steps['H-KD, Restormer paper']['teacher_params'] == 26_124_052
+    for preset in ('small', 'paper'):
+        assert steps[f'H-KD, Restormer {preset}']['teacher_params'] == restormer_params(1, **RESTORMER_PRESETS[preset])
     assert all(math.isfinite(row['cpu_time_over_scratch']) and row['train_step_s'] > 0 for row in steps.values())
     neurons = results['neurons']
     assert neurons['first_fused_call_s'] > 0 and [row['elements'] for row in neurons['rows']] == [4 << 12, 4 << 14]

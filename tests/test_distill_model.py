@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from basicsr_snn import _compat
-from pipeline_utils import read_train_log, run_entry_point, write_options, write_paired_folder
+from neuron_probe import neuron_kernels
+from pipeline_utils import (assert_ranks_hold_equal_weights, read_train_log, run_entry_point, write_options,
+                            write_paired_folder, write_rank_recording_script)
 from snn_options import (STUDENT, TEACHER, build_model, captured_log, in_process_options, training_batch,
                          training_options, validation_loader, write_teacher_checkpoint)
 
@@ -99,7 +101,9 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path, data_root, teacher_p
 
     torch.manual_seed(0)
     uninterrupted = build_model(in_process_options(tmp_path / 'uninterrupted', base))
-    train(uninterrupted, batches)
+    with neuron_kernels(uninterrupted.net_g) as kernels:
+        train(uninterrupted, batches)
+    assert set(kernels) == {neuron_backend} and kernels[neuron_backend] > 0
 
     first_options = in_process_options(tmp_path / 'interrupted', base)
     torch.manual_seed(0)
@@ -187,37 +191,26 @@ def test_untrained_teacher_needs_an_explicit_opt_in(tmp_path, data_root, teacher
     options = distill_options(tmp_path, data_root, teacher_path)
     options['path']['pretrain_network_t'] = None
     options['train']['distill']['allow_random_teacher'] = True
-    assert build_model(options).net_t is not None
-
-
-RANK_KEYS_TRAIN_SCRIPT = '''
-import os
-from basicsr_snn._compat import apply_pipeline_fixes
-apply_pipeline_fixes()
-from basicsr.train import train_pipeline
-from basicsr_snn.models.distill_snn_model import DistillSNNModel
-
-reduce_loss_dict = DistillSNNModel.reduce_loss_dict
-
-def record_keys(self, loss_dict):
-    with open(f'loss_keys_rank{self.opt["rank"]}.txt', 'a') as keys:
-        keys.write(' '.join(loss_dict) + '\\n')
-    return reduce_loss_dict(self, loss_dict)
-
-DistillSNNModel.reduce_loss_dict = record_keys
-train_pipeline(os.getcwd())
-'''
+    with captured_log() as log:
+        model = build_model(options)
+    assert 'Distilling from an untrained teacher (train.distill.allow_random_teacher: true).' in log
+    # nothing was loaded: the checkpoint the options named before holds weights drawn from another random state
+    trained = torch.load(teacher_path)['params']
+    teacher = model.net_t.state_dict()
+    assert teacher.keys() == trained.keys()
+    assert not any(torch.equal(teacher[key], trained[key]) for key in teacher if key.endswith('qkv.weight'))
+    assert not model.net_t.training and not any(p.requires_grad for p in model.net_t.parameters())
 
 
 def test_torchrun_two_ranks_distill_and_validate(tmp_path, data_root, teacher_path, monkeypatch):
-    """train.py's pipeline under torchrun, with each rank's loss keys written down before the reduction;
-    fused neurons and a firing-rate budget under DDP."""
+    """train.py's pipeline under torchrun, with each rank's loss keys and weights written down; fused
+    neurons and a firing-rate budget under DDP."""
     monkeypatch.setenv('BASICSR_SNN_NEURON_BACKEND', 'fused')
-    script = tmp_path / 'train_recording_keys.py'
-    script.write_text(RANK_KEYS_TRAIN_SCRIPT)
     options = training_options(tmp_path, data_root, 'distill_ddp', 'DistillSNNModel', total_iter=3,
                                teacher_path=teacher_path, ema_decay=0.9, rate_opt={'target': 0., 'loss_weight': 0.1})
-    run_entry_point(script, write_options(tmp_path / 'train.yml', options), cwd=tmp_path, launcher='pytorch', nproc=2)
+    options['logger']['save_checkpoint_freq'] = 1
+    run_entry_point(write_rank_recording_script(tmp_path), write_options(tmp_path / 'train.yml', options),
+                    cwd=tmp_path, launcher='pytorch', nproc=2)
 
     keys = [(tmp_path / f'loss_keys_rank{rank}.txt').read_text().splitlines() for rank in (0, 1)]
     assert len(keys[0]) == 3 and keys[0] == keys[1]
@@ -229,7 +222,11 @@ def test_torchrun_two_ranks_distill_and_validate(tmp_path, data_root, teacher_pa
     assert re.search(r'l_rate: \S+ distill_weight: \S+ l_hint_dec1: \S+ l_hint_dec2: \S+ firing_rate: \S+', log)
     models = tmp_path / 'experiments' / 'distill_ddp' / 'models'
     assert (models / 'net_adapters_latest.pth').is_file() and (models / 'net_g_latest.pth').is_file()
-    assert torch.load(models / 'net_g_latest.pth')['params'].keys() == build_student_keys()
+    saves, rank0 = assert_ranks_hold_equal_weights(tmp_path)
+    assert saves == [1, 2, 3, -1]
+    saved = torch.load(models / 'net_g_latest.pth')['params']
+    assert saved.keys() == build_student_keys()
+    assert all(torch.equal(saved[key], value) for key, value in rank0[-1].items())
 
 
 def build_student_keys():

@@ -64,6 +64,7 @@ def test_new_hint_keys_are_checked(key, value, message):
 
 
 TWIN = dict(STUDENT, type='SpikerIRReLU', T=1)
+ITERATIONS = 6  # training steps on one fixed batch, enough for the losses to fall
 ALL_LEVELS = ('encoder1', 'encoder2', 'encoder3', 'latent', 'decoder3', 'decoder2', 'decoder1')
 
 
@@ -92,12 +93,17 @@ def test_twin_teacher_needs_no_adapter_and_trains(tmp_path, data_root):
     model = build_model(options)
     assert not model.adapters_have_parameters()
     teacher_before = {k: v.clone() for k, v in model.net_t.state_dict().items()}
+    student_before = {k: v.clone() for k, v in model.net_g.named_parameters()}
     batch = {'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 16, 16)}
-    for iteration in (1, 2):
+    hint_losses = []
+    for iteration in range(1, ITERATIONS + 1):
         model.feed_data(batch)
         model.optimize_parameters(iteration)
-    for level in ALL_LEVELS:
-        assert math.isfinite(model.log_dict[f'l_hint_{level}']) and model.log_dict[f'l_hint_{level}'] > 0
+        hint_losses.append({level: model.log_dict[f'l_hint_{level}'] for level in ALL_LEVELS})
+    assert all(math.isfinite(loss) and loss > 0 for loss in hint_losses[0].values())
+    # on a fixed batch the student moves towards the teacher's features
+    assert sum(hint_losses[-1].values()) < 0.9 * sum(hint_losses[0].values())
+    assert all(not torch.equal(p, student_before[k]) for k, p in model.net_g.named_parameters() if 'conv' in k)
     assert all(torch.equal(v, teacher_before[k]) for k, v in model.net_t.state_dict().items())
 
 
@@ -126,9 +132,15 @@ def test_twin_initialisation_loads_every_matching_tensor_and_names_the_rest(tmp_
         if key not in skipped:
             assert torch.equal(student[key], value), key
     assert any(skipped[0] in message and 'shape differs' in message for message in messages)
-    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 16, 16)})
-    model.optimize_parameters(1)
-    assert math.isfinite(model.log_dict['l_pix'])
+    batch = {'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 16, 16)}
+    pixel_losses = []
+    for iteration in range(1, ITERATIONS + 1):
+        model.feed_data(batch)
+        model.optimize_parameters(iteration)
+        pixel_losses.append(model.log_dict['l_pix'])
+    assert pixel_losses[-1] < 0.97 * pixel_losses[0]
+    trained = model.get_bare_model(model.net_g).state_dict()
+    assert any(not torch.equal(trained[key], value) for key, value in twin_state.items() if key not in skipped)
 
 
 def test_initialisation_from_an_unrelated_checkpoint_is_rejected(tmp_path):

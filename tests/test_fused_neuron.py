@@ -6,6 +6,7 @@ from spikingjelly.activation_based import functional, neuron, surrogate
 from basicsr_snn.archs import fused_neuron
 from basicsr_snn.archs.fused_neuron import FusedIFNode, FusedLIFNode, FusedParametricLIFNode, uses_fused_kernel
 from basicsr_snn.archs.spikerir_arch import SpikerIR
+from neuron_probe import neuron_kernels, ran_fused_kernel
 
 CASES = {
     'lif-atan': (neuron.LIFNode, FusedLIFNode, dict(tau=2., decay_input=False), surrogate.ATan, False),
@@ -24,7 +25,7 @@ def run(node, x_seq, grad_spikes):
     v = node.v.detach().clone()
     (spikes * grad_spikes).sum().backward()
     parameter_grads = [p.grad.clone() for p in node.parameters()]
-    return spikes.detach(), v, x.grad, parameter_grads
+    return spikes.detach(), v, x.grad, parameter_grads, ran_fused_kernel(spikes)
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
@@ -39,6 +40,7 @@ def test_fused_equals_spikingjelly(case):
     fused_node = fused_type(neuron_backend='fused', **common)
     assert uses_fused_kernel('fused', x_seq)
     fused = run(fused_node, x_seq, grad_spikes)
+    assert fused[4] and not reference[4]  # else spikingjelly would be compared with itself
     assert torch.equal(fused[0], reference[0]) and 0 < fused[0].mean() < 1
     torch.testing.assert_close(fused[1], reference[1], rtol=0, atol=1e-6)
     torch.testing.assert_close(fused[2], reference[2], rtol=0, atol=1e-6)
@@ -54,7 +56,9 @@ def test_spikerir_trains_the_same_with_either_backend():
     for backend in ('spikingjelly', 'fused'):
         torch.manual_seed(1)
         net = SpikerIR(in_ch=1, out_ch=1, dim=4, T=2, neuron_backend=backend)
-        output = net(image)
+        with neuron_kernels(net) as kernels:
+            output = net(image)
+        assert kernels[backend] == 20 and sum(kernels.values()) == 20  # 2 per block of 7 levels, 3 downs, 3 ups
         output.square().mean().backward()
         results.append((output.detach(), {name: p.grad for name, p in net.named_parameters()}))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)

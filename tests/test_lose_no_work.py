@@ -143,9 +143,19 @@ def test_the_issue_case_huge_learning_rate_stops_with_a_clear_error_and_no_nan_c
                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert result.returncode != 0
-    assert re.search(r'TrainingDiverged: Training stopped at iteration \d+: the loss is not finite', result.stderr)
-    for checkpoint in (tmp_path / 'experiments' / 'lr_1e35' / 'models').glob('*.pth'):
-        assert all(torch.isfinite(v).all() for v in torch.load(checkpoint)['params'].values()), checkpoint
+    stop = re.search(r'TrainingDiverged: Training stopped at iteration (\d+): the loss is not finite', result.stderr)
+    assert stop
+    # the first step blows the weights up to finite but useless values, so every later loss is not finite:
+    # steps 2 .. max_skips + 1 are skipped and the next one stops the run
+    stopped_at = int(stop.group(1))
+    assert stopped_at == 2 + LossGuard.from_options(None).max_skips
+    models = tmp_path / 'experiments' / 'lr_1e35' / 'models'
+    saved = sorted(int(p.stem.rsplit('_', 1)[1]) for p in models.glob('net_g_*.pth'))
+    assert saved == list(range(2, stopped_at, 2))
+    assert f'The last checkpoint is {models / f"net_g_{saved[-1]}.pth"}' in result.stderr
+    for iteration in saved:
+        params = torch.load(models / f'net_g_{iteration}.pth')['params']
+        assert all(torch.isfinite(v).all() for v in params.values()), iteration
 
 
 # atomic checkpoints and the resume fallback ---------------------------------------------------------

@@ -1,4 +1,6 @@
 """Paired derain folders whose names differ (rain-XXX / norain-XXX): PairedFolderDataset and filename_tmpl."""
+import random
+
 import cv2
 import numpy as np
 import pytest
@@ -12,14 +14,15 @@ PairedFolderDataset = DATASET_REGISTRY.get('PairedFolderDataset')
 
 
 def write_pairs(root, lq_names, gt_names):
-    """Image i of each folder holds the value 10 * (i + 1), so a pair is right when values match.
+    """Image i of each folder is the same random texture (seeded by i), so a pair is right when the images match.
 
     Returns a fresh options dict: PairedImageDataset pops 'type' from its io_backend dict.
     """
     for folder, names in (('input', lq_names), ('target', gt_names)):
         (root / folder).mkdir(parents=True, exist_ok=True)
         for index, name in enumerate(names):
-            cv2.imwrite(str(root / folder / name), np.full((20, 24, 3), 10 * (index + 1), np.uint8))
+            texture = np.random.default_rng(index).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / folder / name), texture)
     return {'dataroot_lq': str(root / 'input'), 'dataroot_gt': str(root / 'target'),
             'io_backend': {'type': 'disk'}, 'phase': 'val'}
 
@@ -37,9 +40,13 @@ def test_pairs_by_trailing_number(tmp_path):
 def test_train_phase_crops_both_alike(tmp_path):
     opt = write_pairs(tmp_path, ['rain-1.png', 'rain-2.png'], ['norain-1.png', 'norain-2.png'])
     dataset = PairedFolderDataset({**opt, 'phase': 'train', 'gt_size': 16, 'use_hflip': True, 'use_rot': True})
-    item = dataset[1]
-    assert item['lq'].shape == item['gt'].shape == (3, 16, 16)
-    assert torch.equal(item['lq'], item['gt'])
+    random.seed(0)
+    crops = [dataset[1] for _ in range(8)]
+    for item in crops:
+        assert item['lq'].shape == item['gt'].shape == (3, 16, 16)
+        assert torch.equal(item['lq'], item['gt'])
+    # the crops (or flips) differ between draws: a crop at a fixed place would not test the alignment
+    assert len({item['gt'].numpy().tobytes() for item in crops}) > 1
 
 
 @pytest.mark.parametrize('lq_names, gt_names, message', [

@@ -4,8 +4,8 @@ import re
 import pytest
 import torch
 
-from pipeline_utils import (TEST_SCRIPT, TRAIN_SCRIPT, read_train_log, run_entry_point, write_options,
-                            write_paired_folder)
+from pipeline_utils import (TEST_SCRIPT, TRAIN_SCRIPT, assert_ranks_hold_equal_weights, read_train_log,
+                            run_entry_point, write_options, write_paired_folder, write_rank_recording_script)
 
 
 def sr_model_options(data_root, name, total_iter=4, save_freq=2):
@@ -59,11 +59,16 @@ def test_train_validate_save_then_test(tmp_path):
 def test_torchrun_two_ranks_on_cpu(tmp_path):
     data = write_paired_folder(tmp_path / 'data')
     opt = write_options(tmp_path / 'train.yml', sr_model_options(data, 'tiny_ddp'))
-    result = run_entry_point(TRAIN_SCRIPT, opt, cwd=tmp_path, launcher='pytorch', nproc=2)
+    result = run_entry_point(write_rank_recording_script(tmp_path), opt, cwd=tmp_path, launcher='pytorch', nproc=2)
     assert 'World size (gpu number): 2' in result.stdout + result.stderr + read_train_log(
         tmp_path / 'experiments' / 'tiny_ddp')
     assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['tiny_ddp']
     assert re.search(r'# psnr: +\d+\.\d+', read_train_log(tmp_path / 'experiments' / 'tiny_ddp'))
+    # BasicSR seeds each rank differently: equal weights come from DDP's broadcast and averaged gradients
+    saves, rank0 = assert_ranks_hold_equal_weights(tmp_path)
+    assert saves == [2, 4, -1]
+    saved = torch.load(tmp_path / 'experiments' / 'tiny_ddp' / 'models' / 'net_g_latest.pth')['params']
+    assert all(torch.equal(saved[key], value) for key, value in rank0[-1].items())
 
 
 def test_torchrun_without_launcher_flag_infers_it(tmp_path):

@@ -4,6 +4,9 @@ import subprocess
 import sys
 import textwrap
 
+import torch
+
+from basicsr_snn.models.snn_model import build_network_from_options
 from pipeline_utils import REPO_ROOT, write_options, write_paired_folder
 from snn_options import training_options
 
@@ -68,9 +71,19 @@ def test_run_trains_through_a_basicsr_checkouts_train_script(tmp_path):
     # a checkout's train.py redefines the pipeline; the runner uses the installed one instead
     (checkout / 'basicsr' / 'train.py').write_text('raise SystemExit("the checkout script itself ran")\n')
     data = write_paired_folder(tmp_path / 'data', count=2, size=16)
-    options = write_options(tmp_path / 'o.yml', training_options(tmp_path, data, 'via_run', total_iter=2))
-    run_python(None, '-m', 'basicsr_snn.run', 'basicsr/train.py', '-opt', str(options), cwd=checkout)
-    assert (checkout / 'experiments' / 'via_run' / 'models' / 'net_g_latest.pth').is_file()
+    options = training_options(tmp_path, data, 'via_run', total_iter=2)
+    initial = tmp_path / 'initial.pth'
+    torch.save({'params': build_network_from_options(options, 'network_g').state_dict()}, initial)
+    options['path']['pretrain_network_g'] = str(initial)
+    option_file = write_options(tmp_path / 'o.yml', options)
+    run_python(None, '-m', 'basicsr_snn.run', 'basicsr/train.py', '-opt', str(option_file), cwd=checkout)
+    before = torch.load(initial)['params']
+    after = torch.load(checkout / 'experiments' / 'via_run' / 'models' / 'net_g_latest.pth')['params']
+    assert after.keys() == before.keys()
+    assert all(torch.isfinite(value).all() for value in after.values())
+    # two steps from the given weights: every convolution moved
+    conv_weights = [key for key in before if key.endswith('conv1.weight')]
+    assert conv_weights and all(not torch.equal(after[key], before[key]) for key in conv_weights)
 
 
 def test_console_script_is_declared():

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 import basicsr_snn  # noqa: F401  (registers the archs)
 from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_snn.archs.restormer_arch import MDTA, RESTORMER_PRESETS, ChannelLayerNorm, Restormer
+from parameter_counts import restormer_params
 
 SMALL = RESTORMER_PRESETS['small']
 
@@ -19,16 +20,20 @@ def count_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def test_paper_configuration_has_the_published_parameter_count():
+@pytest.mark.parametrize('channels', [1, 3])
+def test_paper_configuration_has_the_published_parameter_count(channels):
     with torch.device('meta'):
-        model = ARCH_REGISTRY.get('Restormer')()
-    assert count_params(model) == pytest.approx(26.1e6, rel=0.01)
-    assert count_params(model) == 26_126_644
+        model = ARCH_REGISTRY.get('Restormer')(inp_channels=channels, out_channels=channels)
+    assert count_params(model) == restormer_params(channels)
+    assert count_params(model) == pytest.approx(26.1e6, abs=0.05e6)  # the paper's 26.1M, rounded
 
 
-def test_small_preset_parameter_count():
-    assert count_params(Restormer(**SMALL)) == 208_225
-    assert count_params(Restormer(inp_channels=1, out_channels=1, **SMALL)) == 207_793
+@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize('layer_norm_type', ['WithBias', 'BiasFree'])
+def test_small_preset_parameter_count_follows_the_layers(channels, layer_norm_type):
+    model = Restormer(inp_channels=channels, out_channels=channels, LayerNorm_type=layer_norm_type, **SMALL)
+    assert count_params(model) == restormer_params(channels, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
+                                                   layer_norm_type=layer_norm_type)
 
 
 @pytest.mark.parametrize('channels', [1, 3])

@@ -9,12 +9,9 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_snn.archs.arch_utils import pad_to_multiple
 from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS, SpikerIR
 from basicsr_snn.archs.spikerir_relu_arch import SpikerIRReLU
+from parameter_counts import spikerir_params
 
-# the parameter counts the README states (attention on, T = 4, membrane shortcut; the twin at T = 1
-# has 210 fewer; the spike shortcut adds a 1x1 conv + tdBN per block)
-PRESET_PARAMS = {('small', 1): 63_771, ('small', 3): 63_953, ('medium', 1): 493_795, ('medium', 3): 494_301,
-                 ('base', 1): 5_783_679, ('base', 3): 5_785_409}
-SPIKE_SHORTCUT_PARAMS = {'small': 66_641, 'medium': 515_187, 'base': 6_030_015}
+PRESETS_AND_CHANNELS = [(preset, channels) for preset in sorted(SPIKERIR_PRESETS) for channels in (1, 3)]
 TINY = dict(dim=4, T=2)
 
 
@@ -36,20 +33,24 @@ def test_registered():
     assert ARCH_REGISTRY.get('SpikerIRReLU') is SpikerIRReLU
 
 
-@pytest.mark.parametrize('preset, channels', sorted(PRESET_PARAMS))
-def test_preset_parameter_counts(preset, channels):
-    model = SpikerIR(in_ch=channels, out_ch=channels, **SPIKERIR_PRESETS[preset])
-    assert count_params(model) == PRESET_PARAMS[preset, channels]
+@pytest.mark.parametrize('preset, channels', PRESETS_AND_CHANNELS)
+@pytest.mark.parametrize('shortcut', ['membrane', 'spike'])
+def test_preset_parameter_counts_follow_the_layers(preset, channels, shortcut):
+    options = SPIKERIR_PRESETS[preset]
+    model = SpikerIR(in_ch=channels, out_ch=channels, shortcut=shortcut, **options)
+    assert count_params(model) == spikerir_params(channels, options['dim'], shortcut=shortcut)
 
 
-@pytest.mark.parametrize('preset', sorted(SPIKE_SHORTCUT_PARAMS))
-def test_spike_shortcut_parameter_counts(preset):
-    model = SpikerIR(in_ch=1, out_ch=1, shortcut='spike', **SPIKERIR_PRESETS[preset])
-    assert count_params(model) == SPIKE_SHORTCUT_PARAMS[preset]
+@pytest.mark.parametrize('T, attention', [(1, True), (8, True), (4, False)])
+def test_only_the_attention_depends_on_T(T, attention):
+    model = SpikerIR(in_ch=1, out_ch=1, T=T, attention=attention)
+    assert count_params(model) == spikerir_params(1, 5, T=T, attention=attention)
 
 
 def test_defaults_are_the_small_preset():
-    assert count_params(SpikerIR(in_ch=1, out_ch=1)) == PRESET_PARAMS['small', 1]
+    small = SpikerIR(in_ch=1, out_ch=1, **SPIKERIR_PRESETS['small'])
+    # worked by hand: embed 55, levels 49,810, downs 9,590, ups 4,270, head 46
+    assert count_params(SpikerIR(in_ch=1, out_ch=1)) == count_params(small) == 63_771
 
 
 @pytest.mark.parametrize('channels', [1, 3])
@@ -75,6 +76,7 @@ def test_padding_reflects_and_falls_back_to_replication_for_tiny_images():
     assert torch.equal(padded[..., 7, :5], tiny[..., 2, :])  # too small to reflect: replicate
     assert pad_to_multiple(padded, 8) is padded
     assert SpikerIR(in_ch=2, out_ch=2, **TINY)(tiny).shape == tiny.shape
+
 
 @pytest.mark.parametrize('arch', [SpikerIR, SpikerIRReLU])
 def test_backward_fills_every_gradient(arch):
@@ -242,19 +244,24 @@ def test_invalid_choices_list_the_valid_ones():
 
 @pytest.mark.parametrize('shortcut', ['membrane', 'spike'])
 @pytest.mark.parametrize('size', [(20, 20), (17, 29), (8, 8)])
-def test_every_convolution_after_the_encoding_reads_spikes(shortcut, size):
+def test_block_and_sampling_convolutions_read_spikes_the_others_analog_values(shortcut, size):
     model = SpikerIR(in_ch=1, out_ch=1, **TINY, shortcut=shortcut)
     inputs = {}
-    convs = [(name, m) for name, m in model.named_modules()
-             if isinstance(m, nn.modules.conv._ConvNd) and not name.startswith(('embed', 'head'))
-             and '.attention.' not in name]
-    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: inputs.setdefault(name, args[0]))
-             for name, m in convs]
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    for name, module in convs:
+        module.register_forward_pre_hook(lambda mod, args, name=name: inputs.setdefault(name, args[0]))
     output = model(torch.rand(2, 1, *size))
     assert output.shape == (2, 1, *size)
-    assert len(inputs) == len(convs) == len(hooks)
+    assert len(inputs) == len(convs)
+    # the encoding layer reads the image, the head the mean over T, each attention pooled values (its second
+    # MLP layers read ReLU outputs, which may all be 0)
+    analog = {name for name in inputs if name.startswith(('embed', 'head')) or '.attention.' in name}
+    first_analog = {'embed.0', 'head'} | {f'{level}.0.attention.{part}' for level in model.level_names
+                                          for part in ('ta.sharedMLP.0', 'ca.sharedMLP.0', 'sa.conv')}
+    assert first_analog <= analog
     for name, value in inputs.items():
-        assert ((value == 0) | (value == 1)).all(), name
+        binary = bool(((value == 0) | (value == 1)).all())
+        assert binary if name not in analog else (not binary or name not in first_analog), name
 
 
 def test_membrane_shortcut_adds_the_analog_input_unchanged():

@@ -5,12 +5,13 @@ and stateless layers fold time into the batch. Blocks receive a :class:`NeuronSp
 which neuron to build, so the same construction code gives the spiking network and, with
 ``neuron='relu'``, the same-architecture ANN used for energy comparisons.
 
-Where the spikes go: every convolution inside these blocks is fed by a neuron's output, so in
-the spiking network all of them are spike-driven (accumulates, no multiplies). Multi-level neurons
-feed integer counts; in the ``'binary'`` spike-inference mode (:mod:`~basicsr_snn.archs.spike_expansion`)
-each count tensor is expanded into binary maps first, so every such convolution reads 0s and 1s. Analog inputs
-are confined to the network's encoding layer and output head, the attention gates and the
-additions: the membrane shortcuts and the skips between levels.
+Where the spikes go: every convolution of the residual blocks (both 3x3 and the 1x1 shortcut) and
+of the down- and up-sampling is fed by a neuron's output, so in the spiking network all of them
+are spike-driven (accumulates, no multiplies). Multi-level neurons feed integer counts; in the
+``'binary'`` spike-inference mode (:mod:`~basicsr_snn.archs.spike_expansion`) each count tensor is
+expanded into binary maps first, so every such convolution reads 0s and 1s. Analog inputs are
+confined to the network's encoding layer and output head, the attention (whose small convolutions
+read pooled analog values) and the additions: the membrane shortcuts and the skips between levels.
 """
 import math
 from dataclasses import dataclass
@@ -170,7 +171,8 @@ class SpikingResidualBlock(SpikeFed, nn.Module):
       accumulate per element.
     * ``'spike'``: ``conv1x1 -> tdBN`` of the spikes ``s``: the output depends on spikes only.
 
-    Either way every convolution of the block reads spikes, never analog values.
+    Either way the block's 3x3 and 1x1 convolutions read spikes, never analog values; only the
+    attention's convolutions read analog ones.
 
     Args:
         in_channels (int), out_channels (int): widths.

@@ -23,7 +23,7 @@ GUARD_KEYS = ('max_skips', 'divergence_ratio')
 
 
 class TrainingDiverged(RuntimeError):
-    """Training stopped after ``max_skips`` bad steps in a row."""
+    """Training stopped at a bad step that follows ``max_skips`` skipped ones in a row."""
 
 
 class LossGuard:
@@ -71,7 +71,8 @@ class LossGuard:
         self.skipped_in_a_row = 0
 
     def skip(self, current_iter: int, reason: str, loss_dict: dict, checkpoint_hint: str) -> None:
-        """Count a skipped step; warn, or raise :class:`TrainingDiverged` after ``max_skips`` in a row.
+        """Count a bad step; skip it with a warning, or raise :class:`TrainingDiverged` if it is the
+        ``max_skips + 1``-th in a row.
 
         ``checkpoint_hint`` says where the last good checkpoint is, for the error.
         """
