@@ -32,7 +32,8 @@ class DistillSNNModel(SNNModel):
              + gamma(iter) * ( sum_k w_k * hint_k(adapter_k(S_k), F_k)
                                [+ w_out * output_loss(output, teacher output)] )
 
-    then the step, the neuron reset and the EMA update of :class:`SNNModel`. Student features are
+    then the step, the neuron reset and the EMA update of :class:`SNNModel`. With ``train.amp`` both
+    forwards, the adapters and the losses run in one ``torch.autocast`` (the teacher's without gradients). Student features are
     averaged over time (``reduce: mean``; for a neuron module: its firing rate) or are a neuron's
     membrane potential averaged over time (``reduce: membrane``). ``gamma`` is one schedule over
     the whole distillation term (hints and output term); at ``gamma = 0`` the teacher is not run.
@@ -270,8 +271,8 @@ class DistillSNNModel(SNNModel):
         for data in dataloader:
             if 'gt' not in data:
                 return
-            with evaluating(self.net_t):
-                output = self.net_t(data['lq'].to(self.device))
+            with evaluating(self.net_t), self.val_amp.autocast():
+                output = self.net_t(data['lq'].to(self.device)).float()
             images = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([data['gt']])}
             values.append(calculate_metric(images, psnr_opt))
         if not values:
