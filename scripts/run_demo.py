@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_OPTIONS = REPO_ROOT / 'options' / 'demo'

@@ -53,8 +53,8 @@ def test_bench_speed_amp_times_iterations_with_and_without_mixed_precision(tmp_p
     results = json.loads(out.read_text())
     runs = ['scratch (SNNModel)', 'H-KD, Restormer small', 'H-KD, Restormer paper']
     assert results['amp'] == 'bf16'
-    assert [(row['run'], row['amp']) for row in results['rows']] == [(run, amp) for amp in ('fp32', 'bf16')
-                                                                      for run in runs]
+    expected = [(run, amp) for amp in ('fp32', 'bf16') for run in runs]
+    assert [(row['run'], row['amp']) for row in results['rows']] == expected
     assert all(row['train_step_s'] > 0 for row in results['rows'])
     for run, speedup in results['amp_speedup'].items():
         fp32, bf16 = (next(r['train_step_s'] for r in results['rows'] if r['run'] == run and r['amp'] == amp)

@@ -32,11 +32,12 @@ class DistillSNNModel(SNNModel):
              + gamma(iter) * ( sum_k w_k * hint_k(adapter_k(S_k), F_k)
                                [+ w_out * output_loss(output, teacher output)] )
 
-    then the step, the neuron reset and the EMA update of :class:`SNNModel`. With ``train.amp`` both
-    forwards, the adapters and the losses run in one ``torch.autocast`` (the teacher's without gradients). Student features are
+    then the step, the neuron reset and the EMA update of :class:`SNNModel`. Student features are
     averaged over time (``reduce: mean``; for a neuron module: its firing rate) or are a neuron's
     membrane potential averaged over time (``reduce: membrane``). ``gamma`` is one schedule over
     the whole distillation term (hints and output term); at ``gamma = 0`` the teacher is not run.
+    With ``train.amp`` both forwards, the adapters and the losses run in one ``torch.autocast``
+    (the teacher's without gradients).
 
     Teacher (training only; ``model_type: DistillSNNModel`` in a test file tests the student):
         network_t (dict): the teacher arch, any BasicSR arch (e.g. ``type: Restormer``).
