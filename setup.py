@@ -27,7 +27,7 @@ setup(
         'tensorboard',
         'setuptools',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'pytest-xdist']},
     entry_points={
         'console_scripts': [
             'basicsr-snn-train=basicsr_snn.train:main',

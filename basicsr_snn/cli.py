@@ -66,7 +66,7 @@ def run_pipeline(kind: str, argv: list[str] | None = None) -> int:
         _compat.apply_pipeline_fixes()
         import basicsr.test
         import basicsr.train
-        if _is_main_process():
+        if is_main_process():
             print(threads, flush=True)
         pipeline = basicsr.train.train_pipeline if kind == 'train' else basicsr.test.test_pipeline
         pipeline(os.getcwd())
@@ -133,5 +133,6 @@ def _option_file_problem(argv):
     return None
 
 
-def _is_main_process():
+def is_main_process():
+    """Rank 0 of a torchrun job, or a process without one."""
     return os.environ.get('RANK', '0') == '0'

@@ -6,7 +6,8 @@
     basicsr-snn-run basicsr/train.py -opt options/distill_denoise.yml
     basicsr-snn-run scripts/metrics/calculate_psnr_ssim.py --gt datasets/Set12 --restored results/x
 
-The script runs as ``__main__`` with ``sys.argv = [SCRIPT, ARGS ...]``, its folder first on
+It prints its torch thread count first (see :mod:`basicsr_snn.utils.threads`), as the other entry
+points do. The script runs as ``__main__`` with ``sys.argv = [SCRIPT, ARGS ...]``, its folder first on
 ``sys.path`` (as ``python SCRIPT`` does), after ``import basicsr_snn`` (the plugin's archs, models,
 datasets and losses are registered) and the pipeline fixes. BasicSR's own ``basicsr/train.py`` and
 ``basicsr/test.py`` define their pipeline functions anew when run as scripts, which would bypass the
@@ -30,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f'basicsr-snn-run: no such script {script}', file=sys.stderr)
         return 2
     from basicsr_snn._compat import apply_pipeline_fixes
+    from basicsr_snn.cli import is_main_process
     from basicsr_snn.utils.threads import apply_thread_policy
-    apply_thread_policy()
+    threads = apply_thread_policy()
+    if is_main_process():
+        print(threads, flush=True)
     apply_pipeline_fixes()
     sys.argv = [str(script), *argv[1:]]
     pipeline = BASICSR_PIPELINES.get((script.resolve().parent.name, script.name))

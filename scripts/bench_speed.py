@@ -5,6 +5,7 @@ distillation step against a scratch step.
     python scripts/bench_speed.py --quick                        # tiny sizes, under a minute
     python scripts/bench_speed.py --device cuda --out bench_gpu.json
     python scripts/bench_speed.py --load 2 --out /tmp/load.json    # quiet against 2 busy processes
+    python scripts/bench_speed.py --amp bf16 --out /tmp/amp.json   # training iterations with and without train.amp
 
 For every network (gray in/out, attention on, direct encoding) it measures:
 
@@ -46,6 +47,9 @@ first on the machine as it is, then beside N busy processes the script starts it
 loop on one core), each at 1 torch thread and at every core the process may use. It reports every
 step time, the first two steps of each network (the fused kernel's first includes compiling it), and
 the loaded / quiet ratio per network and thread count.
+
+``--amp bf16|fp16`` times instead the training iterations of the second table in float32 and under
+``train.amp: {dtype: ...}`` (autocast; fp16 with a GradScaler), and the speed-up of mixed precision.
 """
 import argparse
 import json
@@ -54,7 +58,7 @@ from pathlib import Path
 import torch
 
 import basicsr_snn  # noqa: F401  (registers the archs and models)
-from basicsr_snn.benchmarks.speed import FULL, QUICK, format_header, run, run_under_load
+from basicsr_snn.benchmarks.speed import FULL, QUICK, format_header, run, run_amp, run_under_load
 
 
 def main():
@@ -64,8 +68,16 @@ def main():
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
     parser.add_argument('--load', type=int, metavar='N',
                         help='compare quiet and N-busy-process step times instead (see above)')
+    parser.add_argument('--amp', choices=('bf16', 'fp16'),
+                        help='time the training iterations with and without train.amp of this dtype instead')
     parser.add_argument('--out', help='write the results as JSON to this path')
     args = parser.parse_args()
+    if args.amp is not None:
+        results = run_amp(args.amp, args.quick, args.device, args.threads)
+        for run_label, speedup in results['amp_speedup'].items():
+            print(f'{run_label}: {speedup:.2f} x faster with {args.amp} (fp32 / {args.amp} wall time)')
+        write_json(results, args.out)
+        return
     if args.load is not None:
         if args.load < 1:
             parser.error(f'--load must be >= 1 busy process, got {args.load}')

@@ -8,7 +8,8 @@ in ``options/demo/``; experiments/ and results/ land in the current directory. T
 skipped when its checkpoint already exists (delete ``experiments/demo_teacher`` to retrain it).
 The console shows each stage's progress and a summary line; the option dumps and network printouts
 go to the stages' log files only. ``results/demo_comparison/<image>.png`` puts the noisy input, the
-teacher's and the student's restorations and the clean image side by side.
+teacher's and the student's restorations and the clean image side by side, each named above it on the
+image (the first three with their PSNR against the clean image).
 """
 import argparse
 import os
@@ -19,7 +20,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_OPTIONS = REPO_ROOT / 'options' / 'demo'
@@ -55,10 +55,14 @@ def read_log_result(log):
 
 
 def write_comparisons(out=Path('results/demo_comparison')):
-    """noisy | teacher | student | clean strips of every demo validation image; returns their paths."""
+    """noisy | teacher | student | clean strips of every demo validation image, each panel named (with its
+    PSNR against the clean image) on the image; returns their paths."""
     import yaml
     from basicsr.data import build_dataset
+    from basicsr.metrics import calculate_psnr
     from basicsr.utils import tensor2img
+
+    from basicsr_snn.utils.comparison_strip import comparison_strip
 
     dataset_opt = dict(yaml.safe_load((DEMO_OPTIONS / 'test_student_demo.yml').read_text())['datasets']['test_1'],
                        phase='test')
@@ -70,10 +74,15 @@ def write_comparisons(out=Path('results/demo_comparison')):
         name = Path(sample['gt_path']).stem
         folders = [Path('results', run, 'visualization', dataset_opt['name'])
                    for run in ('demo_test_teacher', 'demo_test_student')]
-        restored = [cv2.imread(str(next(folder.glob(f'{name}_*.png'))), cv2.IMREAD_GRAYSCALE) for folder in folders]
-        tiles = [tensor2img(sample['lq']), *restored, tensor2img(sample['gt'])]
-        gap = np.full((tiles[0].shape[0], 4), 255, np.uint8)
-        strip = np.concatenate([part for tile in tiles for part in (tile.squeeze(), gap)][:-1], axis=1)
+        teacher, student = [cv2.imread(str(next(folder.glob(f'{name}_*.png'))), cv2.IMREAD_GRAYSCALE)
+                            for folder in folders]
+        noisy, clean = tensor2img(sample['lq']).squeeze(), tensor2img(sample['gt']).squeeze()
+
+        def named(label, image):
+            return f'{label} {calculate_psnr(image, clean, crop_border=0):.2f} dB', image
+
+        strip = comparison_strip([named('noisy', noisy), named('teacher', teacher), named('student', student),
+                                  ('clean', clean)])
         path = out / f'{name}.png'
         cv2.imwrite(str(path), strip)
         written.append(path)

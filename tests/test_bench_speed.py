@@ -63,3 +63,20 @@ def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):
     for ratios in results['loaded_over_quiet'].values():
         assert set(ratios) == {f'{count} threads' for count in threads} and all(r > 0 for r in ratios.values())
     assert set(results['snn_over_twin']) == networks - {'SpikerIRReLU small'}
+
+
+def test_bench_speed_amp_times_iterations_with_and_without_mixed_precision(tmp_path):
+    out = tmp_path / 'amp.json'
+    subprocess.run([sys.executable, str(REPO_ROOT / 'scripts' / 'bench_speed.py'), '--quick', '--amp', 'bf16',
+                    '--threads', '1', '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
+    results = json.loads(out.read_text())
+    runs = ['scratch (SNNModel)', 'H-KD, Restormer small', 'H-KD, Restormer paper']
+    assert results['amp'] == 'bf16'
+    expected = [(run, amp) for amp in ('fp32', 'bf16') for run in runs]
+    assert [(row['run'], row['amp']) for row in results['rows']] == expected
+    assert all(row['train_step_s'] > 0 for row in results['rows'])
+    for run, speedup in results['amp_speedup'].items():
+        fp32, bf16 = (next(r['train_step_s'] for r in results['rows'] if r['run'] == run and r['amp'] == amp)
+                      for amp in ('fp32', 'bf16'))
+        assert speedup == fp32 / bf16
+    assert list(results['amp_speedup']) == runs

@@ -1,18 +1,17 @@
 """The entry points as a newcomer meets them: help, one-line errors, no empty run folders, quiet logs,
-the thread policy, and the scripts' friendly failures."""
+and the scripts' friendly failures."""
 import os
 import subprocess
 import sys
 
-import pytest
 
-from basicsr_snn.utils.threads import choose_threads
 from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, write_options, write_paired_folder
 from snn_options import training_options
 
 
 def run(script, *args, cwd, env=None):
     environment = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', **(env or {}))
+    environment.pop('BASICSR_SNN_THREADS', None)  # the tests choose the threads through $OMP_NUM_THREADS
     return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=300)
 
@@ -67,21 +66,6 @@ def test_options_print_as_yaml_and_the_quiet_console_keeps_them_in_the_log(tmp_p
     assert 'network_g:' not in console and 'Version Information' not in console
     log = next((tmp_path / 'experiments' / 'quiet').glob('train_*.log')).read_text()
     assert '  network_g:\n    type: SpikerIR\n' in log and 'OrderedDict' not in log and 'datasets:[' not in log
-
-
-def test_thread_policy(monkeypatch):
-    monkeypatch.setenv('BASICSR_SNN_THREADS', '3')
-    assert choose_threads() == (3, '$BASICSR_SNN_THREADS')
-    monkeypatch.setenv('BASICSR_SNN_THREADS', 'many')
-    with pytest.raises(ValueError, match=r'\$BASICSR_SNN_THREADS must be a positive integer'):
-        choose_threads()
-    monkeypatch.delenv('BASICSR_SNN_THREADS')
-    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
-    monkeypatch.setattr(os, 'getloadavg', lambda: (1.2, 0., 0.))
-    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3})
-    assert choose_threads()[0] == 3  # 4 usable cores, one already busy
-    monkeypatch.setattr(os, 'getloadavg', lambda: (9., 0., 0.))
-    assert choose_threads()[0] == 1
 
 
 def test_list_modules_names_the_registered_archs(tmp_path):

@@ -59,7 +59,9 @@ def test_run_executes_a_script_as_main_with_the_registry_and_the_fixes(tmp_path)
             print(ARCH_REGISTRY.get('SpikerIR').__name__, 'FFTLoss' in LOSS_REGISTRY, sys.argv[1:], all(state()))
     '''))
     out = run_python(None, '-m', 'basicsr_snn.run', str(script), '--flag', 'x')
-    assert out.strip() == "SpikerIR True ['--flag', 'x'] True"
+    threads, script_output = out.strip().splitlines()
+    assert threads.startswith('torch threads: 1 (')  # every entry point states its choice
+    assert script_output == "SpikerIR True ['--flag', 'x'] True"
     missing = subprocess.run([sys.executable, '-m', 'basicsr_snn.run', str(tmp_path / 'absent.py')],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and 'no such script' in missing.stderr

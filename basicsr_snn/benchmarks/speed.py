@@ -126,14 +126,16 @@ def measure_inference(model, device, size, repeats):
         return time_calls(lambda: model(image), repeats, device)
 
 
-def training_model(option_file, device, work_dir, teacher=None):
-    """A BasicSR model for training from one of the demo option files, with no data or checkpoints."""
+def training_model(option_file, device, work_dir, teacher=None, amp=None):
+    """A BasicSR model for training from one of the demo option files, with no data or checkpoints;
+    ``amp``: ``train.amp.dtype`` (bf16 | fp16) or None (float32)."""
     from basicsr.models import build_model
 
     from basicsr_snn.utils.run_options import in_process_options
     base = yaml.safe_load(Path(option_file).read_text())
     opt = in_process_options(base, Path(option_file).stem, work_dir, base['train']['total_iter'], base['manual_seed'],
                              device.type, print_freq=10**9, ema_decay=base['train'].get('ema_decay', 0))
+    opt['train']['amp'] = {'dtype': amp} if amp else None
     if teacher is not None:
         opt['network_t'] = teacher
         opt['train']['distill']['allow_random_teacher'] = True
@@ -141,8 +143,9 @@ def training_model(option_file, device, work_dir, teacher=None):
     return build_model(opt)
 
 
-def measure_model_steps(device, batch, size, warmup, steps):
-    """(label, teacher parameters, train-step times) of scratch and distillation iterations."""
+def measure_model_steps(device, batch, size, warmup, steps, amp=None):
+    """(label, teacher parameters, train-step times) of scratch and distillation iterations (``amp``: see
+    :func:`training_model`)."""
     from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
     demo = REPO_ROOT / 'options' / 'demo'
     runs = [('scratch (SNNModel)', demo / 'train_snn_demo.yml', None)]
@@ -154,7 +157,7 @@ def measure_model_steps(device, batch, size, warmup, steps):
     with tempfile.TemporaryDirectory() as work_dir:
         for label, option_file, teacher in runs:
             torch.manual_seed(0)
-            model = training_model(option_file, device, Path(work_dir), teacher)
+            model = training_model(option_file, device, Path(work_dir), teacher, amp)
             iteration = iter(range(1, 10**9))
 
             def step():
@@ -264,6 +267,25 @@ def run(quick=False, device='cpu', threads=None):
         model_steps=model_steps,
         teachers=teachers,
         neurons=neurons)
+
+
+def run_amp(dtype: str, quick: bool = False, device: str = 'cpu', threads: int | None = None) -> dict:
+    """The demo's training iterations (scratch, H-KD with the small and the paper's Restormer) in float32
+    and under ``train.amp: {dtype: <dtype>}``: ``rows`` of both, ``amp_speedup`` (float32 / amp wall time)."""
+    sizes = QUICK if quick else FULL
+    device = torch.device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    rows = []
+    for amp in (None, dtype):
+        print(f'\n{"training iteration, " + (amp or "fp32"):<26} {"teacher":>10} {"train s":>8} {"cpu s":>8} '
+              f'{"train MB":>8}', flush=True)
+        measured = measure_model_steps(device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'], amp)
+        rows += [dict(row, amp=amp or 'fp32') for row in measured]
+    speedup = {row['run']: next(r['train_step_s'] for r in rows if r['run'] == row['run'] and r['amp'] == 'fp32')
+               / row['train_step_s'] for row in rows if row['amp'] == dtype}
+    return dict(setup=dict(device=str(device), torch_threads=torch.get_num_threads(), torch=torch.__version__, **sizes),
+                amp=dtype, rows=rows, amp_speedup=speedup)
 
 
 NEURON_SIZES = (1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22)

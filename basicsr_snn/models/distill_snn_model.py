@@ -36,6 +36,8 @@ class DistillSNNModel(SNNModel):
     averaged over time (``reduce: mean``; for a neuron module: its firing rate) or are a neuron's
     membrane potential averaged over time (``reduce: membrane``). ``gamma`` is one schedule over
     the whole distillation term (hints and output term); at ``gamma = 0`` the teacher is not run.
+    With ``train.amp`` both forwards, the adapters and the losses run in one ``torch.autocast``
+    (the teacher's without gradients).
 
     Teacher (training only; ``model_type: DistillSNNModel`` in a test file tests the student):
         network_t (dict): the teacher arch, any BasicSR arch (e.g. ``type: Restormer``).
@@ -274,8 +276,8 @@ class DistillSNNModel(SNNModel):
         for data in dataloader:
             if 'gt' not in data:
                 return
-            with evaluating(self.net_t):
-                output = self.net_t(data['lq'].to(self.device))
+            with evaluating(self.net_t), self.val_amp.autocast():
+                output = self.net_t(data['lq'].to(self.device)).float()
             images = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([data['gt']])}
             values.append(calculate_metric(images, psnr_opt))
         if not values:

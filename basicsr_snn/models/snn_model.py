@@ -22,6 +22,7 @@ from tqdm import tqdm
 from basicsr_snn import _compat
 from basicsr_snn.analysis import FiringRateMonitor
 from basicsr_snn.models import log_messages, preflight
+from basicsr_snn.models.mixed_precision import MixedPrecision
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
 from basicsr_snn.utils.checks import check_keys, named_errors
@@ -91,6 +92,11 @@ class SNNModel(SRModel):
             training stops; ``divergence_ratio`` [1e4], a total loss above this x the lowest one
             so far counts as diverged (``~``: off). See :mod:`.training_guard`.
         train.grad_clip_norm (float | None): clip the gradient norm to this value. Default: ~.
+        train.amp (dict | None): mixed precision, ``{dtype: bf16}`` or ``{dtype: fp16}``: the training
+            forwards and losses under ``torch.autocast``, fp16 with a ``GradScaler`` whose overflow
+            steps are skipped without counting as bad steps; weights and checkpoints stay float32.
+            Default: ~ (float32). See :mod:`.mixed_precision`.
+        val.amp (dict | None): the same for validation and testing forwards. Default: ~.
         train.rate_opt (dict, optional): a firing-rate budget, ``loss_weight * max(0, rate -
             target)`` on the mean firing rate of the spiking neurons (:class:`FiringRateLoss`;
             ``type`` may be omitted), logged as ``l_rate``. The rates are recorded by hooks during
@@ -121,6 +127,8 @@ class SNNModel(SRModel):
         self._datasets_checked = False
         self._first_step_logged = False
         self.net_g = self.model_to_device(build_network_from_options(opt, 'network_g'))
+        self.val_amp = MixedPrecision.from_options((opt.get('val') or {}).get('amp'), self.device, 'val.amp',
+                                                   training=False)
         self.print_network(self.net_g)
         load_path = opt['path'].get('pretrain_network_g')
         if load_path is not None:
@@ -176,6 +184,7 @@ class SNNModel(SRModel):
         train_opt = self.opt['train']
         self.loss_guard = LossGuard.from_options(train_opt.get('loss_guard'))
         self.grad_clip_norm = check_grad_clip_norm(train_opt.get('grad_clip_norm'))
+        self.amp = MixedPrecision.from_options(train_opt.get('amp'), self.device, 'train.amp')
         self.last_checkpoint = None
         super().init_training_settings()
         fft_opt = train_opt.get('fft_opt')
@@ -254,22 +263,31 @@ class SNNModel(SRModel):
         self.optimizer_g.zero_grad()
         # a skipped step must not leave its batch in the BN running statistics either
         buffers_before = {name: buffer.detach().clone() for name, buffer in bare_net.named_buffers()}
-        with monitor if monitor is not None else nullcontext():
-            self.forward_student()
-        l_total, loss_dict = self.compute_losses(current_iter)
+        with self.amp.autocast():
+            with monitor if monitor is not None else nullcontext():
+                self.forward_student()
+            l_total, loss_dict = self.compute_losses(current_iter)
         problem = self.loss_guard.loss_problem(l_total)
+        overflow = False
         if problem is None:
-            l_total.backward()
+            self.amp.backward(l_total, self.optimizer_g)
             problem = self.loss_guard.gradient_problem(self._gradient_norm())
+            overflow = problem is not None and self.amp.overflow_is_the_scales()
         if problem is None:
-            self.optimizer_g.step()
+            self.amp.step(self.optimizer_g)
             self.loss_guard.accept(l_total)
         else:
+            scale = self.amp.scale()
+            self.amp.skip()
             self.optimizer_g.zero_grad()
             with torch.no_grad():
                 for name, buffer in bare_net.named_buffers():
                     buffer.copy_(buffers_before[name])
-            self.loss_guard.skip(current_iter, problem, loss_dict, self._last_checkpoint_hint())
+            if overflow:  # GradScaler's routine back-off, not a bad step
+                get_root_logger().info(f'Iteration {current_iter}: fp16 gradients overflowed; step skipped, loss '
+                                       f'scale {scale:g} -> {self.amp.scale():g} (train.amp).')
+            else:
+                self.loss_guard.skip(current_iter, problem, loss_dict, self._last_checkpoint_hint())
         functional.reset_net(bare_net)
         if logs_rate:
             loss_dict['firing_rate'] = monitor.mean_rate_tensor().detach().float()
@@ -323,8 +341,8 @@ class SNNModel(SRModel):
         return self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
 
     def test(self):
-        with evaluating(self.inference_network()) as net:
-            self.output = net(self.lq)
+        with evaluating(self.inference_network()) as net, self.val_amp.autocast():
+            self.output = net(self.lq).float()
         if not torch.isfinite(self.output).all():
             self._nonfinite_outputs += 1
 
