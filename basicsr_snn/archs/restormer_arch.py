@@ -47,6 +47,22 @@ class ChannelLayerNorm(nn.Module):
         return self.body(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+def channel_attention(query, key, value, temperature):
+    """Transposed (channel) attention of MDTA, shared by the archs built on Restormer.
+
+    ``query``, ``key``, ``value``: ``(B, C, H, W)``; ``temperature``: ``(heads, 1, 1)``. Per head,
+    the ``C/heads x C/heads`` map is the softmax of the cosine similarities of the query and key
+    channels (L2-normalised over pixels) times the head's temperature; it mixes the value
+    channels. Returns ``(B, C, H, W)``.
+    """
+    batch, channels, height, width = query.shape
+    num_heads = temperature.shape[0]
+    query, key, value = (tensor.reshape(batch, num_heads, channels // num_heads, height * width)
+                         for tensor in (query, key, value))
+    attention = (F.normalize(query, dim=-1) @ F.normalize(key, dim=-1).transpose(-2, -1) * temperature).softmax(-1)
+    return (attention @ value).reshape(batch, channels, height, width)
+
+
 class MDTA(nn.Module):
     """Multi-Dconv head transposed attention: attention across channels, linear in pixels.
 
@@ -64,13 +80,8 @@ class MDTA(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
 
     def forward(self, x):
-        batch, channels, height, width = x.shape
-        heads = self.qkv_dwconv(self.qkv(x)).reshape(batch, 3, self.num_heads, channels // self.num_heads, -1)
-        query, key, value = heads.unbind(1)
-        query = F.normalize(query, dim=-1)
-        key = F.normalize(key, dim=-1)
-        attention = (query @ key.transpose(-2, -1) * self.temperature).softmax(dim=-1)
-        return self.project_out((attention @ value).reshape(batch, channels, height, width))
+        query, key, value = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        return self.project_out(channel_attention(query, key, value, self.temperature))
 
 
 class GDFN(nn.Module):
@@ -136,8 +147,98 @@ class Upsample(nn.Module):
         return self.body(x)
 
 
+def transformer_level(width, num_heads, count, ffn_expansion_factor, bias, layer_norm_type):
+    """``count`` transformer blocks of ``width`` channels in a row (one level of the UNet)."""
+    return nn.Sequential(
+        *[TransformerBlock(width, num_heads, ffn_expansion_factor, bias, layer_norm_type) for _ in range(count)])
+
+
+class RestormerBackbone(nn.Module):
+    """The 4-level transformer UNet of Restormer, shared by the archs built on it (PromptIR, AdaIR).
+
+    It builds Restormer's modules under the release's names (see :class:`Restormer`) and runs
+    them with three points where a subclass acts on the decoder's features: :meth:`modulate`
+    ``stage`` 0 after ``latent``, 1 after ``decoder_level3``, 2 after ``decoder_level2`` (the
+    identity here). The input is padded (reflect) to a multiple of 8 and the output cropped back.
+
+    Args: those of :class:`Restormer` except ``dual_pixel_task``, plus
+        latent_out_width (int | None): channels of the features entering ``up4_3`` (what
+            ``modulate(0, ...)`` returns). Default: None = ``8 * dim``, the latent's.
+        global_residual (bool): the output adds the input, so ``out_channels`` must equal
+            ``inp_channels``. Default: True.
+    """
+
+    size_multiple = 8
+
+    def __init__(self, inp_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads,
+                 ffn_expansion_factor, bias, LayerNorm_type, latent_out_width=None,  # noqa: N803
+                 global_residual=True):
+        super().__init__()
+        if global_residual and out_channels != inp_channels:
+            raise ValueError(f'out_channels must equal inp_channels ({inp_channels}) for the global residual, '
+                             f'got {out_channels!r}')
+        check_choice('LayerNorm_type', LayerNorm_type, LAYER_NORM_TYPES)
+        for key, values in (('num_blocks', num_blocks), ('heads', heads)):
+            if len(values) != 4:
+                raise ValueError(f'{key} must list 4 values (levels 1-4), got {values!r}')
+        if dim % 2:
+            raise ValueError(f'dim must be even (down-sampling halves it before unshuffling), got {dim!r}')
+        self.widths = widths = [dim * 2**level for level in range(4)]
+        for level, (width, num_heads) in enumerate(zip(widths, heads)):
+            if width % num_heads:
+                raise ValueError(f'heads[{level}]={num_heads} must divide the level width {width}')
+        latent_out_width = latent_out_width or widths[3]
+
+        def level(width, num_heads, count):
+            return transformer_level(width, num_heads, count, ffn_expansion_factor, bias, LayerNorm_type)
+
+        # the release's patch embedding has no bias, whatever ``bias`` says
+        self.patch_embed = PatchEmbed(inp_channels, dim, bias=False)
+        self.encoder_level1 = level(widths[0], heads[0], num_blocks[0])
+        self.down1_2 = Downsample(widths[0])
+        self.encoder_level2 = level(widths[1], heads[1], num_blocks[1])
+        self.down2_3 = Downsample(widths[1])
+        self.encoder_level3 = level(widths[2], heads[2], num_blocks[2])
+        self.down3_4 = Downsample(widths[2])
+        self.latent = level(widths[3], heads[3], num_blocks[3])
+        self.up4_3 = Upsample(latent_out_width)
+        self.reduce_chan_level3 = nn.Conv2d(latent_out_width // 2 + widths[2], widths[2], 1, bias=bias)
+        self.decoder_level3 = level(widths[2], heads[2], num_blocks[2])
+        self.up3_2 = Upsample(widths[2])
+        self.reduce_chan_level2 = nn.Conv2d(widths[2], widths[1], 1, bias=bias)
+        self.decoder_level2 = level(widths[1], heads[1], num_blocks[1])
+        self.up2_1 = Upsample(widths[1])
+        self.decoder_level1 = level(widths[1], heads[0], num_blocks[0])
+        self.refinement = level(widths[1], heads[0], num_refinement_blocks)
+        self.output = nn.Conv2d(widths[1], out_channels, 3, padding=1, bias=bias)
+
+    def modulate(self, stage: int, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Act on the decoder's ``features`` at ``stage`` 0, 1 or 2, given the padded input ``image``."""
+        return features
+
+    def head(self, refined: torch.Tensor, embedded: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The restored image from the refined features: ``output`` conv plus the input (global residual)."""
+        return self.output(refined) + image
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, inp_channels, H, W)`` -> ``(B, out_channels, H, W)``."""
+        height, width = x.shape[-2:]
+        image = pad_to_multiple(x, self.size_multiple)
+        embedded = self.patch_embed(image)
+        enc1 = self.encoder_level1(embedded)
+        enc2 = self.encoder_level2(self.down1_2(enc1))
+        enc3 = self.encoder_level3(self.down2_3(enc2))
+        latent = self.modulate(0, self.latent(self.down3_4(enc3)), image)
+        dec3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], 1)))
+        dec3 = self.modulate(1, dec3, image)
+        dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1)))
+        dec2 = self.modulate(2, dec2, image)
+        refined = self.refinement(self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1)))
+        return self.head(refined, embedded, image)[..., :height, :width]
+
+
 @ARCH_REGISTRY.register()
-class Restormer(nn.Module):
+class Restormer(RestormerBackbone):
     """Restormer: a 4-level transformer UNet with channel attention (MDTA) and gated FFNs (GDFN).
 
     The input is padded (reflect) to a multiple of 8 and the output cropped back, so any size
@@ -180,14 +281,13 @@ class Restormer(nn.Module):
         heads (list[int]): attention heads at levels 1-4; each must divide the level's width.
             Default: (1, 2, 4, 8).
         ffn_expansion_factor (float): GDFN hidden width / block width. Default: 2.66.
-        bias (bool): biases in the convolutions of the blocks. Default: False.
+        bias (bool): biases in the convolutions of the blocks (the patch embedding has none, as
+            in the authors' release). Default: False.
         LayerNorm_type (str): ``'WithBias'`` or ``'BiasFree'``. Default: ``'WithBias'``.
         dual_pixel_task (bool): dual-pixel defocus deblurring (6 input channels): the patch
             embedding is added to the refined features through a 1x1 conv, and the output has
             no global residual. Default: False.
     """
-
-    size_multiple = 8
 
     def __init__(
             self,
@@ -201,61 +301,13 @@ class Restormer(nn.Module):
             bias: bool = False,
             LayerNorm_type: str = 'WithBias',  # noqa: N803 (the authors' option name)
             dual_pixel_task: bool = False):
-        super().__init__()
-        check_choice('LayerNorm_type', LayerNorm_type, LAYER_NORM_TYPES)
-        for key, values in (('num_blocks', num_blocks), ('heads', heads)):
-            if len(values) != 4:
-                raise ValueError(f'{key} must list 4 values (levels 1-4), got {values!r}')
-        if dim % 2:
-            raise ValueError(f'dim must be even (down-sampling halves it before unshuffling), got {dim!r}')
-        widths = [dim * 2**level for level in range(4)]
-        for level, (width, num_heads) in enumerate(zip(widths, heads)):
-            if width % num_heads:
-                raise ValueError(f'heads[{level}]={num_heads} must divide the level width {width}')
-        if not out_channels == inp_channels and not dual_pixel_task:
-            raise ValueError(f'out_channels must equal inp_channels ({inp_channels}) for the global residual, '
-                             f'got {out_channels!r}')
-
-        def level(width, num_heads, count):
-            return nn.Sequential(
-                *[TransformerBlock(width, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(count)])
-
+        super().__init__(inp_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads,
+                         ffn_expansion_factor, bias, LayerNorm_type, global_residual=not dual_pixel_task)
         self.dual_pixel_task = dual_pixel_task
-        self.patch_embed = PatchEmbed(inp_channels, dim, bias)
-        self.encoder_level1 = level(widths[0], heads[0], num_blocks[0])
-        self.down1_2 = Downsample(widths[0])
-        self.encoder_level2 = level(widths[1], heads[1], num_blocks[1])
-        self.down2_3 = Downsample(widths[1])
-        self.encoder_level3 = level(widths[2], heads[2], num_blocks[2])
-        self.down3_4 = Downsample(widths[2])
-        self.latent = level(widths[3], heads[3], num_blocks[3])
-        self.up4_3 = Upsample(widths[3])
-        self.reduce_chan_level3 = nn.Conv2d(widths[3], widths[2], 1, bias=bias)
-        self.decoder_level3 = level(widths[2], heads[2], num_blocks[2])
-        self.up3_2 = Upsample(widths[2])
-        self.reduce_chan_level2 = nn.Conv2d(widths[2], widths[1], 1, bias=bias)
-        self.decoder_level2 = level(widths[1], heads[1], num_blocks[1])
-        self.up2_1 = Upsample(widths[1])
-        self.decoder_level1 = level(widths[1], heads[0], num_blocks[0])
-        self.refinement = level(widths[1], heads[0], num_refinement_blocks)
         if dual_pixel_task:
-            self.skip_conv = nn.Conv2d(widths[0], widths[1], 1, bias=bias)
-        self.output = nn.Conv2d(widths[1], out_channels, 3, padding=1, bias=bias)
+            self.skip_conv = nn.Conv2d(dim, 2 * dim, 1, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, inp_channels, H, W)`` -> ``(B, out_channels, H, W)``."""
-        height, width = x.shape[-2:]
-        padded = pad_to_multiple(x, self.size_multiple)
-        embedded = self.patch_embed(padded)
-        enc1 = self.encoder_level1(embedded)
-        enc2 = self.encoder_level2(self.down1_2(enc1))
-        enc3 = self.encoder_level3(self.down2_3(enc2))
-        latent = self.latent(self.down3_4(enc3))
-        dec3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], 1)))
-        dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1)))
-        dec1 = self.refinement(self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1)))
+    def head(self, refined, embedded, image):
         if self.dual_pixel_task:
-            restored = self.output(dec1 + self.skip_conv(embedded))
-        else:
-            restored = self.output(dec1) + padded
-        return restored[..., :height, :width]
+            return self.output(refined + self.skip_conv(embedded))
+        return super().head(refined, embedded, image)
