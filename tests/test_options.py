@@ -40,12 +40,14 @@ def point_datasets_at_tiny_data(options, root):
     task = next((task for task in PAIR_NAMES if task in options['name']), None)
     lq_template, gt_template = PAIR_NAMES.get(task, ('{:03d}.png', '{:03d}.png'))
     for phase, dataset in options['datasets'].items():
-        folder = root / options['name'] / phase
-        write_images(folder / 'gt', [gt_template.format(i) for i in (1, 2)], seed=1)
-        dataset['dataroot_gt'] = str(folder / 'gt')
-        if 'dataroot_lq' in dataset:
-            write_images(folder / 'lq', [lq_template.format(i) for i in (1, 2)], seed=2)
-            dataset['dataroot_lq'] = str(folder / 'lq')
+        # a MixedDegradationDataset's folders are those of its sources
+        for index, source in enumerate(dataset.get('sources', [dataset])):
+            folder = root / options['name'] / phase / str(index)
+            write_images(folder / 'gt', [gt_template.format(i) for i in (1, 2)], seed=1)
+            source['dataroot_gt'] = str(folder / 'gt')
+            if 'dataroot_lq' in source:
+                write_images(folder / 'lq', [lq_template.format(i) for i in (1, 2)], seed=2)
+                source['dataroot_lq'] = str(folder / 'lq')
         if phase == 'train':
             dataset.update(num_worker_per_gpu=0, batch_size_per_gpu=2)
 
