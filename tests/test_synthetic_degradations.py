@@ -32,7 +32,7 @@ def test_deterministic_for_a_seed_and_in_unit_range(degrade, channels):
 
 def test_rain_adds_the_same_sparse_white_streaks_to_any_image():
     dark, light = clean_image(1) * 0.5, clean_image(2) * 0.5 + 0.2
-    rainy_dark, rainy_light = synthetic_rain(dark, np.random.default_rng(3)), synthetic_rain(light, np.random.default_rng(3))
+    rainy_dark, rainy_light = (synthetic_rain(image, np.random.default_rng(3)) for image in (dark, light))
     assert (rainy_dark >= dark - 1e-6).all()  # the screen blend only brightens
     # Screen blend I = 1 - (1 - J)(1 - S): the streak layer S = (I - J) / (1 - J) is the image's own.
     streaks_dark, streaks_light = (rainy_dark - dark) / (1 - dark), (rainy_light - light) / (1 - light)
@@ -44,7 +44,7 @@ def test_rain_adds_the_same_sparse_white_streaks_to_any_image():
 
 def test_haze_follows_the_scattering_model_with_depth_growing_upwards():
     first, second = clean_image(4), clean_image(5)
-    hazy_first, hazy_second = synthetic_haze(first, np.random.default_rng(9)), synthetic_haze(second, np.random.default_rng(9))
+    hazy_first, hazy_second = (synthetic_haze(image, np.random.default_rng(9)) for image in (first, second))
     # I = J t + A (1 - t) with the same t and A for both images: t = (I1 - I2) / (J1 - J2).
     differs = np.abs(first - second) > 0.2
     transmission = (hazy_first - hazy_second)[differs] / (first - second)[differs]
