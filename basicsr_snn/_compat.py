@@ -141,7 +141,9 @@ def load_resume_state(opt):
     the parameters' device when loaded, so this works on CPU and on any GPU. ``--auto_resume``
     takes the newest checkpoint whose files all load, naming the newer files it skipped. The
     networks that the model class declares frozen (``frozen_networks``, e.g. the teacher
-    ``network_t`` of DistillSNNModel, never checkpointed) keep their checkpoint path and key.
+    ``network_t`` of DistillSNNModel, never checkpointed) keep their checkpoint path and key; the
+    others load their own ``net_<x>_<iter>.pth``, so their ``strip_prefix_<x>`` is dropped and their
+    ``param_key_<x>``, if set, becomes ``params``.
     """
     import basicsr.train
     from basicsr.utils.registry import MODEL_REGISTRY
@@ -173,6 +175,12 @@ def load_resume_state(opt):
                    for key in frozen}
     opt['path']['ignore_resume_networks'] = list(opt['path'].get('ignore_resume_networks') or []) + frozen
     basicsr.train.check_resume(opt, resume_state['iter'])
+    for key in opt:
+        if key.startswith('network_') and key not in frozen:
+            label = key[len('network_'):]
+            opt['path'].pop(f'strip_prefix_{label}', None)
+            if f'param_key_{label}' in opt['path']:
+                opt['path'][f'param_key_{label}'] = 'params'
     opt['path'].update({key: value for key, value in frozen_keys.items() if value is not None})
     global _resume_state_to_align
     _resume_state_to_align = resume_state

@@ -32,6 +32,11 @@ A second table times whole training iterations of the models (``feed_data`` +
 decoder hints against the small Restormer and against the paper's Restormer (26.1M parameters,
 random weights: speed does not depend on them). The difference is the teacher's share.
 
+A last table gives the teachers' share of a distillation step: the forward of Restormer, PromptIR
+and AdaIR at their authors' configurations (3 channels; random weights) on the training batch
+(batch 8 of 3 x 64x64; ``--quick``: 2 of 16x16), in eval mode without gradients, as
+``DistillSNNModel`` runs them (``teachers``: ``forward_s``, ``forward_cpu_s``, ``forward_peak_mb``).
+
 The tables end with the step-time ratio SNN(T=4) / ReLU twin for each preset. Timings depend on
 what else runs on the machine: say so when reporting them.
 

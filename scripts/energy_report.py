@@ -48,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_IMAGES = REPO_ROOT / 'datasets' / 'demo' / 'val' / 'gray'
 TWIN_SUFFIX = 'ReLU'
+ROLE_SUFFIXES = {'student': 'g', 'teacher': 't'}  # network_g, network_t and their path options
 SPIKING_OPTIONS = ('T', 'neuron', 'tau', 'v_threshold', 'detach_reset', 'surrogate', 'surrogate_alpha',
                    'neuron_backend')
 
@@ -62,7 +63,7 @@ def parse_arch(text, option):
 
 
 def network_specs(args):
-    """``{role: (arch options, checkpoint, param key, strict)}`` for the student and teacher."""
+    """``{role: (arch options, checkpoint, param key, strict, key prefix to strip)}`` for the student and teacher."""
     if args.opt:
         if not Path(args.opt).is_file():
             raise ValueError(f'-opt {args.opt}: no such option file (the option files are in options/)')
@@ -71,16 +72,17 @@ def network_specs(args):
             raise ValueError(f'-opt {args.opt}: no network_g (the student) in the options file')
         paths = options.get('path') or {}
         specs = {}
-        for role, suffix in (('student', 'g'), ('teacher', 't')):
+        for role, suffix in ROLE_SUFFIXES.items():
             if f'network_{suffix}' in options:
                 specs[role] = (options[f'network_{suffix}'], paths.get(f'pretrain_network_{suffix}'),
-                               paths.get(f'param_key_{suffix}', 'params'), paths.get(f'strict_load_{suffix}', True))
+                               paths.get(f'param_key_{suffix}', 'params'), paths.get(f'strict_load_{suffix}', True),
+                               paths.get(f'strip_prefix_{suffix}'))
         return specs
     if not args.student_arch:
         raise ValueError('Give either -opt OPTIONS.yml or --student-arch "{type: ..., ...}"')
-    specs = {'student': (parse_arch(args.student_arch, '--student-arch'), args.student_ckpt, 'params', True)}
+    specs = {'student': (parse_arch(args.student_arch, '--student-arch'), args.student_ckpt, 'params', True, None)}
     if args.teacher_arch:
-        specs['teacher'] = (parse_arch(args.teacher_arch, '--teacher-arch'), args.teacher_ckpt, 'params', True)
+        specs['teacher'] = (parse_arch(args.teacher_arch, '--teacher-arch'), args.teacher_ckpt, 'params', True, None)
     return specs
 
 
@@ -258,18 +260,19 @@ def write_energy_report(args):
         if arch is None:
             print(f'No ReLU twin registered as {specs["student"][0]["type"]}{TWIN_SUFFIX}: skipped.')
         else:
-            specs['twin'] = (arch, None, None, True)
+            specs['twin'] = (arch, None, None, True, None)
     images, names = load_images(args.images, args.num_images, args.size)
     energy_options = dict(precision=args.precision, mac_pj=args.mac_pj, ac_pj=args.ac_pj)
 
     reports = {}
-    for role, (arch, checkpoint, param_key, strict) in specs.items():
+    for role, (arch, checkpoint, param_key, strict, strip_prefix) in specs.items():
         print(f'Analysing the {role} ({arch["type"]}) on {len(names)} image(s) of {args.size[0]}x{args.size[1]}...',
               flush=True)
         torch.manual_seed(args.seed)
         net = build_network_from_options({role: arch}, role)
         if checkpoint:
-            load_weights(net, checkpoint, param_key, strict, option_key=f'{role} checkpoint')
+            load_weights(net, checkpoint, param_key, strict, option_key=f'{role} checkpoint', strip_prefix=strip_prefix,
+                         prefix_option=f'path.strip_prefix_{ROLE_SUFFIXES[role]}')
         elif role == 'student':
             print('Student without checkpoint: random weights, its firing rates say little'
                   + (' (batch-norm statistics calibrated on the images).' if args.calibrate_bn else '.'))

@@ -28,6 +28,19 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
     assert neurons['first_fused_call_s'] > 0 and [row['elements'] for row in neurons['rows']] == [4 << 12, 4 << 14]
     assert all(row['spikingjelly_s'] > 0 and row['fused_s'] > 0 for row in neurons['rows'])
     assert all(row['warmup_s'] > 0 for row in results['rows'])
+    assert [(row['teacher'], row['batch'], row['size']) for row in results['teachers']] == [
+        ('Restormer', 2, 16), ('PromptIR', 2, 16), ('AdaIR', 2, 16)]
+
+
+def test_teacher_forward_rows_at_the_authors_configurations():
+    import torch
+
+    from basicsr_snn.benchmarks.speed import measure_teachers
+    rows = measure_teachers(torch.device('cpu'), batch=1, size=8, repeats=1)
+    # the published sizes of the authors' color configurations
+    assert [(row['teacher'], row['params']) for row in rows] == [
+        ('Restormer', 26_126_644), ('PromptIR', 35_592_263), ('AdaIR', 28_784_824)]
+    assert all(row['forward_s'] > 0 and row['forward_cpu_s'] > 0 for row in rows)
 
 
 def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):

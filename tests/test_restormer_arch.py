@@ -103,3 +103,9 @@ def test_parameter_names_follow_the_authors_release():
 def test_invalid_options_name_the_option(options, key):
     with pytest.raises(ValueError, match=key):
         Restormer(**{**SMALL, **options})
+
+
+def test_patch_embedding_has_no_bias_as_in_the_release():
+    # the release builds OverlapPatchEmbed(inp_channels, dim) without passing ``bias``
+    names = set(Restormer(bias=True, **SMALL).state_dict())
+    assert 'patch_embed.proj.bias' not in names and 'output.bias' in names and 'encoder_level1.0.attn.qkv.bias' in names

@@ -5,7 +5,13 @@ operator to the modules executing it. It counts one fused multiply-add as one op
 convolution that is ``output elements x C_in / groups x kernel area`` (depthwise and grouped
 convolutions included), bias additions ignored. For a spiking network the traced pass runs
 all its time steps, so a layer's count covers every step it actually ran.
+
+mmengine does not count ``torch.fft``; by our convention a complex FFT of N points costs
+5 N log2 N real flops (radix-2 Cooley-Tukey), i.e. 2.5 N log2 N MACs at two flops per MAC, and
+a real-input one (``rfft*`` / ``irfft*``) half of that. A multi-dimensional transform over
+sides whose product is N counts as one FFT of N points (row-column transforms total the same).
 """
+import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +49,37 @@ def _free(_inputs, _outputs):
     return 0
 
 
+# torch.fft operator: (transformed dims when the call gives none, side that is real or None)
+_FFT_OPERATORS = {
+    **{f'aten::fft_{kind}': ((-1, ), None) for kind in ('fft', 'ifft')},
+    **{f'aten::fft_{kind}': ((-2, -1), None) for kind in ('fft2', 'ifft2')},
+    **{f'aten::fft_{kind}': (None, None) for kind in ('fftn', 'ifftn')},
+    'aten::fft_rfft': ((-1, ), 'input'), 'aten::fft_irfft': ((-1, ), 'output'),
+    'aten::fft_rfft2': ((-2, -1), 'input'), 'aten::fft_irfft2': ((-2, -1), 'output'),
+    'aten::fft_rfftn': (None, 'input'), 'aten::fft_irfftn': (None, 'output'),
+}
+
+
+def fft_macs(signal_shape, dims, real: bool) -> float:
+    """MACs of FFTs over ``dims`` of a signal of ``signal_shape`` (module convention)."""
+    points = math.prod(signal_shape[dim] for dim in dims)
+    return math.prod(signal_shape) * 2.5 * math.log2(points) * (0.5 if real else 1.)
+
+
+def _fft_handle(default_dims, real_side):
+    def count(inputs, outputs):
+        # aten::fft_<kind>(input, s or n, dim, norm)
+        signal = outputs[0] if real_side != 'input' else inputs[0]
+        shape = signal.type().sizes()
+        sizes, dims = inputs[1].toIValue(), inputs[2].toIValue()
+        if dims is None:
+            dims = default_dims if default_dims is not None or sizes is None else range(-len(sizes), 0)
+        dims = range(len(shape)) if dims is None else [dims] if isinstance(dims, int) else dims
+        return fft_macs(shape, dims, real_side is not None)
+
+    return count
+
+
 def count_macs(model: nn.Module, inputs: torch.Tensor, fold_batchnorm: bool = True) -> MacCount:
     """Count the MACs of one forward pass of ``model`` on ``inputs``, per module.
 
@@ -63,6 +100,8 @@ def count_macs(model: nn.Module, inputs: torch.Tensor, fold_batchnorm: bool = Tr
     if fold_batchnorm:
         # mmengine's set_op_handle(name, None) keeps the default handle, so count zero instead.
         analyzer.set_op_handle('aten::batch_norm', _free)
+    for operator, (default_dims, real_side) in _FFT_OPERATORS.items():
+        analyzer.set_op_handle(operator, _fft_handle(default_dims, real_side))
     functional.reset_net(model)
     # Tracing re-runs Python-side checks that spikingjelly and other archs warn about once per
     # trace; they say nothing about the counts.

@@ -146,7 +146,8 @@ class FreModule(nn.Module):
         return (rows[:, None, :, None] & columns[:, None, None, :]).to(embedded.dtype)
 
     def split_frequencies(self, image):
-        """``(high, low)``: magnitudes of the embedded image's spectrum outside / inside the mask, ``(B, dim, h, w)``."""
+        """``(high, low)``, each ``(B, dim, h, w)``: magnitudes of the inverse transforms of the spectrum of the
+        image embedded by ``conv1``, outside and inside the low-frequency mask."""
         embedded = self.conv1(image)
         mask = self.low_frequency_mask(embedded)
         spectrum = torch.fft.fftshift(torch.fft.fft2(embedded, norm='forward'), dim=(-2, -1))

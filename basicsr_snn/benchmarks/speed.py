@@ -2,7 +2,8 @@
 
 :func:`run` times training steps and single-image inference of every SpikerIR preset at
 T = 1, 2, 4, 8 and of each preset's ReLU twin, then whole training iterations of the demo's
-``SNNModel`` and ``DistillSNNModel``; :func:`run_under_load` times the small and base students
+``SNNModel`` and ``DistillSNNModel``, then the forward of each teacher (Restormer, PromptIR,
+AdaIR); :func:`run_under_load` times the small and base students
 (both neuron backends) and their twins on a quiet CPU and beside busy processes, at one thread
 and at every core; the ``format_*`` helpers print the rows.
 """
@@ -174,6 +175,29 @@ def measure_model_steps(device, batch, size, warmup, steps):
     return rows
 
 
+#: the teachers whose forward cost :func:`measure_teachers` reports, each at its authors' configuration
+TEACHERS = ('Restormer', 'PromptIR', 'AdaIR')
+
+
+def measure_teachers(device, batch, size, repeats):
+    """One teacher forward per distillation step: median time and peak memory of each of ``TEACHERS``
+    at its authors' defaults (3 channels) on a ``batch x 3 x size x size`` batch, eval, no gradients."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    rows = []
+    for arch in TEACHERS:
+        torch.manual_seed(0)
+        model = ARCH_REGISTRY.get(arch)().to(device).eval()
+        images = torch.rand(batch, 3, size, size, device=device)
+        with torch.no_grad():
+            model(images)
+            wall, cpu, peak = time_calls(lambda: model(images), repeats, device)
+        rows.append(dict(teacher=arch, params=sum(p.numel() for p in model.parameters()), batch=batch, size=size,
+                         forward_s=wall, forward_cpu_s=cpu, forward_peak_mb=peak))
+        print(f'{arch:<10} {rows[-1]["params"]:>10} {wall:>9.3f} {cpu:>8.3f} '
+              f'{"n/a" if peak is None else f"{peak:.0f}":>8}', flush=True)
+    return rows
+
+
 def cpu_name():
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
@@ -221,6 +245,9 @@ def run(quick=False, device='cpu', threads=None):
         ratios[preset] = {key: snn[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
     print(f'\n{"training iteration":<26} {"teacher":>10} {"train s":>8} {"cpu s":>8} {"train MB":>8}')
     model_steps = measure_model_steps(device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
+    print(f'\nteacher forward, batch {sizes["batch"]} x 3 x {sizes["size"]}x{sizes["size"]}, no gradients')
+    print(f'{"teacher":<10} {"params":>10} {"forward s":>9} {"cpu s":>8} {"peak MB":>8}')
+    teachers = measure_teachers(device, sizes['batch'], sizes['size'], sizes['steps'])
     print()
     neurons = measure_neurons(quick) if device.type == 'cpu' else None
     return dict(
@@ -235,6 +262,7 @@ def run(quick=False, device='cpu', threads=None):
         rows=rows,
         train_step_ratio_snn_T4_over_relu=ratios,
         model_steps=model_steps,
+        teachers=teachers,
         neurons=neurons)
 
 

@@ -44,6 +44,9 @@ class DistillSNNModel(SNNModel):
             falling back to ``params_ema`` when the checkpoint has no ``params`` and the key was not
             set; ``~``: the checkpoint is the state dict itself.
         path.strict_load_t (bool): the checkpoint must match the arch exactly. Default: true.
+        path.strip_prefix_t (str | None): removed from every key of the checkpoint, e.g. ``net.``
+            for the authors' Lightning ``.ckpt`` files of PromptIR and AdaIR (with
+            ``param_key_t: state_dict``). Default: ~.
     The teacher is frozen (``requires_grad`` off, set to eval before every forward), moved to the
     device but never wrapped in DDP, never saved, and left alone by resume (its path and key are
     kept; no ``net_t_<iter>.pth`` is looked for).
@@ -174,7 +177,8 @@ class DistillSNNModel(SNNModel):
         report = load_weights(net_t, load_path, path_opt.get('param_key_t', DEFAULT_PARAM_KEY), strict,
                               key_chosen='param_key_t' in path_opt, option_key='path.pretrain_network_t',
                               network_label=f'network_t ({type(net_t).__name__})',
-                              strict_key='path.strict_load_t', key_option='path.param_key_t')
+                              strict_key='path.strict_load_t', key_option='path.param_key_t',
+                              strip_prefix=path_opt.get('strip_prefix_t'), prefix_option='path.strip_prefix_t')
         get_root_logger().info(f'Loaded teacher {type(net_t).__name__} from {load_path} [{report.param_key}]' +
                                (f'; not loaded: {list(report.not_loaded)}' if report.not_loaded else ''))
 

@@ -97,6 +97,9 @@ class SNNModel(SRModel):
             the training forward (no second pass)::
 
                 rate_opt: {target: 0.1, loss_weight: 1.0e-2}
+        path.strip_prefix_g (str | None): removed from every key of ``pretrain_network_g`` (e.g.
+            ``net.`` for a PyTorch Lightning ``.ckpt``, with ``param_key_g: state_dict``); dropped on
+            resume, which loads the run's own checkpoints. Default: ~.
         path.strict_load_g (bool): with ``false``, ``pretrain_network_g`` loads every tensor
             whose name and shape match and the log names the rest (twin initialisation: a
             trained ``SpikerIRReLU`` into its ``SpikerIR``); no match at all is an error.
@@ -129,10 +132,11 @@ class SNNModel(SRModel):
         """Load ``path.pretrain_network_g`` (key ``path.param_key_g``) into net_g."""
         path_opt = self.opt['path']
         self.load_network(self.net_g, load_path, path_opt.get('strict_load_g', True),
-                          path_opt.get('param_key_g', DEFAULT_PARAM_KEY), key_chosen='param_key_g' in path_opt)
+                          path_opt.get('param_key_g', DEFAULT_PARAM_KEY), key_chosen='param_key_g' in path_opt,
+                          strip_prefix=path_opt.get('strip_prefix_g'))
 
     def load_network(self, net, load_path, strict=True, param_key=DEFAULT_PARAM_KEY, key_chosen=False,
-                     option_key='path.pretrain_network_g'):
+                     option_key='path.pretrain_network_g', strip_prefix=None):
         """BasicSR's loader, replaced by :func:`basicsr_snn.utils.checkpoint.load_weights`.
 
         With ``strict_load_g: false`` every tensor whose name and shape match is loaded and the log
@@ -145,7 +149,8 @@ class SNNModel(SRModel):
         report = load_weights(net, load_path, param_key, strict, key_chosen=key_chosen,
                               option_key=option_key,
                               network_label=f'network_g ({type(net).__name__})', strict_key='path.strict_load_g',
-                              key_option='path.param_key_g')
+                              key_option='path.param_key_g', strip_prefix=strip_prefix,
+                              prefix_option='path.strip_prefix_g')
         message = f'Loaded {type(net).__name__} from {load_path} [{report.param_key}]: {report.summary()}'
         logger = get_root_logger()
         (logger.warning if report.not_loaded else logger.info)(message)

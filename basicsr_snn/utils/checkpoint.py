@@ -9,6 +9,10 @@ beside it when EMA was on. The policy, for every network (teacher, student, scri
   ``None``, or a file whose values are all tensors when the key was not chosen: the file is the
   state dict itself.
 * A ``module.`` prefix (a DDP-wrapped network saved as is) is dropped.
+* ``strip_prefix`` (e.g. ``net.``: the authors' PyTorch Lightning ``.ckpt`` files of PromptIR and
+  AdaIR, ``{'state_dict': {'net.<name>': ...}, 'epoch': ...}``) is removed from every key; every key
+  must start with it. When none is given and the keys do not match the network but all share a
+  first component whose removal makes them match, the error names that prefix and the option to set.
 * Files are written by :func:`atomic_save`: a checkpoint file is complete or absent.
 * ``strict``: names and shapes must match exactly. Otherwise every tensor whose name and shape
   match is loaded, the others are reported, and a checkpoint of which nothing matches is an
@@ -49,7 +53,8 @@ class LoadReport:
 
 
 def read_state_dict(path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY, key_chosen: bool = False,
-                    option_key: str = 'checkpoint', key_option: str | None = None) -> tuple[dict, str | None]:
+                    option_key: str = 'checkpoint', key_option: str | None = None, strip_prefix: str | None = None,
+                    prefix_option: str = 'strip_prefix') -> tuple[dict, str | None]:
     """The state dict stored in checkpoint ``path`` under ``param_key`` (see the module policy).
 
     Args:
@@ -58,10 +63,15 @@ def read_state_dict(path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY,
         key_chosen (bool): The user chose ``param_key`` (no fallback to the other key).
         option_key (str): The option that gave ``path``, named in errors.
         key_option (str | None): The option that gave ``param_key``; default: ``option_key``.
+        strip_prefix (str | None): Removed from every key, which must all start with it.
+        prefix_option (str): The option that gave ``strip_prefix``, named in errors.
 
     Returns:
-        tuple[dict, str | None]: The state dict (without ``module.`` prefixes) and the key read.
+        tuple[dict, str | None]: The state dict (without ``strip_prefix`` nor ``module.`` prefixes)
+        and the key read.
     """
+    if strip_prefix is not None and (not isinstance(strip_prefix, str) or not strip_prefix):
+        raise ValueError(f'{prefix_option} must be a non-empty string such as net., or ~; got {strip_prefix!r}')
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{option_key}: no such file {str(path)!r}')
@@ -71,13 +81,36 @@ def read_state_dict(path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY,
     if param_key is not None and param_key not in checkpoint:
         fallback = OTHER_PARAM_KEY.get(param_key)
         if key_chosen or fallback not in checkpoint:
+            lightning = f'; a PyTorch Lightning checkpoint: set {key_option or option_key}: state_dict' * (
+                'state_dict' in checkpoint)
             raise ValueError(f'{key_option or option_key}: {param_key!r} is not in {path}; it holds '
-                             f'{sorted(checkpoint)} (a param key of ~ loads a bare state dict)')
+                             f'{sorted(checkpoint)} (a param key of ~ loads a bare state dict{lightning})')
         param_key = fallback
     state_dict = checkpoint if param_key is None else checkpoint[param_key]
+    if strip_prefix is not None:
+        if not all(key.startswith(strip_prefix) for key in state_dict):
+            raise ValueError(f'{prefix_option}: not every key of {path} [{param_key}] starts with {strip_prefix!r}; '
+                             + _prefix_advice(state_dict, prefix_option))
+        state_dict = {key[len(strip_prefix):]: value for key, value in state_dict.items()}
     state_dict = {key[len('module.'):] if key.startswith('module.') else key: value
                   for key, value in state_dict.items()}
     return state_dict, param_key
+
+
+def shared_key_prefix(keys) -> str | None:
+    """The first dotted component shared by all ``keys`` with its dot (``'net.'``), or None."""
+    keys = list(keys)
+    heads = {key.split('.', 1)[0] for key in keys}
+    if len(heads) != 1 or not all('.' in key for key in keys):
+        return None
+    return heads.pop() + '.'
+
+
+def _prefix_advice(state_dict, prefix_option):
+    prefix = shared_key_prefix(state_dict)
+    if prefix is None:
+        return f'they share no prefix (first keys: {list(state_dict)[:3]}); set {prefix_option}: ~'
+    return f'keys start with {prefix!r}; set {prefix_option}: {prefix}'
 
 
 def _is_state_dict(checkpoint):
@@ -86,15 +119,18 @@ def _is_state_dict(checkpoint):
 
 def load_weights(network: nn.Module, path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY, strict: bool = True,
                  key_chosen: bool = False, option_key: str = 'checkpoint', network_label: str | None = None,
-                 strict_key: str = 'strict', key_option: str | None = None) -> LoadReport:
+                 strict_key: str = 'strict', key_option: str | None = None, strip_prefix: str | None = None,
+                 prefix_option: str = 'strip_prefix') -> LoadReport:
     """Load checkpoint ``path`` into ``network`` under the module policy; returns a :class:`LoadReport`.
 
     Raises ``ValueError`` when ``strict`` and anything differs, or when no tensor matches. The
     message names ``option_key`` (the path's option), ``network_label`` (e.g. ``network_t
     (Restormer)``; default: the class name) and ``strict_key`` (the option that asked for strict
-    loading, e.g. ``path.strict_load_t``) and ``key_option`` (the option that gave ``param_key``).
+    loading, e.g. ``path.strict_load_t``), ``key_option`` (the option that gave ``param_key``) and
+    ``prefix_option`` (the option that gave ``strip_prefix``, e.g. ``path.strip_prefix_t``).
     """
-    state_dict, param_key = read_state_dict(path, param_key, key_chosen, option_key, key_option)
+    state_dict, param_key = read_state_dict(path, param_key, key_chosen, option_key, key_option, strip_prefix,
+                                            prefix_option)
     expected = network.state_dict()
     mismatched = tuple(sorted(key for key in set(expected) & set(state_dict)
                               if expected[key].shape != state_dict[key].shape))
@@ -103,7 +139,13 @@ def load_weights(network: nn.Module, path: str | Path, param_key: str | None = D
                         missing=tuple(sorted(set(expected) - set(state_dict))),
                         unexpected=tuple(sorted(set(state_dict) - set(expected))), mismatched=mismatched)
     network_name = network_label or type(network).__name__
-    if strict and (report.missing or report.unexpected or report.mismatched):
+    differs = bool(report.missing or report.unexpected or report.mismatched)
+    prefix = shared_key_prefix(state_dict) if strip_prefix is None else None
+    if ((strict and differs) or not report.loaded) and prefix is not None and \
+            {key[len(prefix):] for key in state_dict} & set(expected):
+        raise ValueError(f'{option_key}: the keys of {path} [{param_key}] do not match {network_name}: '
+                         + _prefix_advice(state_dict, prefix_option))
+    if strict and differs:
         raise ValueError(f'{option_key}: {path} [{param_key}] does not match {network_name} under {strict_key}: true; '
                          f'missing keys: {list(report.missing[:10])}, unexpected keys: {list(report.unexpected[:10])}, '
                          f'shape mismatches: {list(report.mismatched[:10])} (first 10 each)')
