@@ -21,12 +21,18 @@ DOCUMENTED_HINT_SHAPES = {'dec3': ('decoder_level3', (1, 4 * TEACHER_DIM, 8, 8))
                           'dec1': ('decoder_level1', (1, 2 * TEACHER_DIM, 32, 32))}
 
 
-def tiny_options(option_file, tmp_path):
+def tiny_options(option_file, tmp_path, networks_from=None):
+    """``option_file`` on tiny data with a randomly initialised teacher saved as its ``path`` options ask
+    (key, prefix); ``networks_from``: another file whose (small) networks replace the file's."""
     options = load_options(option_file)
+    if networks_from is not None:
+        small = load_options(networks_from)
+        options['network_t'], options['network_g'] = small['network_t'], small['network_g']
     point_datasets_at_tiny_data(options, tmp_path)
     options['datasets']['train'].update(gt_size=32, num_samples=9)  # weights 1:1:1:3:3
-    options['path']['pretrain_network_t'] = save_random_weights(options['network_t'], tmp_path / 'teacher.pth',
-                                                                options['path'].get('param_key_t', 'params'))
+    options['path']['pretrain_network_t'] = save_random_weights(
+        options['network_t'], tmp_path / 'teacher.pth', options['path'].get('param_key_t', 'params'),
+        options['path'].get('strip_prefix_t') or '')
     return options
 
 
@@ -54,11 +60,10 @@ def test_distillation_from_a_tiny_allinone_teacher_trains_with_its_decoder_hints
 
 
 def test_allinone_distillation_file_trains_and_validates_each_degradation(tmp_path):
-    options = tiny_options(REPO_ROOT / 'options' / 'distill_allinone_adair.yml', tmp_path)
-    small = load_options(REPO_ROOT / 'options' / 'demo' / 'distill_allinone_adair.yml')
-    options['network_t'], options['network_g'] = small['network_t'], small['network_g']
-    options['path']['pretrain_network_t'] = save_random_weights(options['network_t'], tmp_path / 'teacher.pth',
-                                                                options['path']['param_key_t'])
+    # the authors' AdaIR checkpoint layout ({'state_dict': {'net.<key>': ...}}), at the small size
+    options = tiny_options(REPO_ROOT / 'options' / 'distill_allinone_adair.yml', tmp_path,
+                           networks_from=REPO_ROOT / 'options' / 'demo' / 'distill_allinone_adair.yml')
+    assert options['path']['strip_prefix_t'] == 'net.'
     options['train'].update(total_iter=2, ema_decay=0)
     options['train']['scheduler']['periods'] = [2]
     options['val']['val_freq'] = 2
