@@ -110,3 +110,15 @@ def test_resume_keeps_the_teachers_prefix_and_drops_the_students(tmp_path, data_
         teacher_checkpoint)
     trained = model.net_g.state_dict()
     assert all(torch.equal(value, trained[key]) for key, value in build_model(resumed).net_g.state_dict().items())
+
+
+def test_a_checkpoint_with_objects_is_refused_with_the_command_that_keeps_its_weights(tmp_path):
+    import argparse
+    teacher = build_teacher('AdaIR', seed=1)
+    checkpoint = tmp_path / 'with_hparams.ckpt'
+    torch.save({'state_dict': {f'net.{key}': value for key, value in teacher.state_dict().items()},
+                'hyper_parameters': argparse.Namespace(lr=2e-4)}, checkpoint)
+    with pytest.raises(ValueError, match=r'path\.pretrain_network_t: .*with_hparams\.ckpt holds objects other than '
+                                         r'tensors.*torch\.save\(\{.state_dict.: c\[.state_dict.\]\}'):
+        load_weights(teacher, checkpoint, 'state_dict', key_chosen=True, strip_prefix='net.',
+                     option_key='path.pretrain_network_t')

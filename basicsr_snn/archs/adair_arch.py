@@ -219,13 +219,15 @@ class AdaIR(RestormerBackbone):
         if decoder and dim < 8:
             raise ValueError(f'dim must be >= 8 with decoder: true (fre3\'s channel gate reduces 2*dim channels '
                              f'16-fold), got {dim!r}')
+        widths = (8 * dim, 4 * dim, 2 * dim)  # of fre1, fre2, fre3
+        for index, width in enumerate(widths, start=1):
+            if decoder and len(heads) == 4 and width % heads[2]:
+                raise ValueError(f'heads[2]={heads[2]} must divide the width {width} of fre{index}')
         super().__init__(inp_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads,
                          ffn_expansion_factor, bias, LayerNorm_type)
         self.decoder = decoder
         if decoder:
-            for index, width in enumerate((8 * dim, 4 * dim, 2 * dim), start=1):
-                if width % heads[2]:
-                    raise ValueError(f'heads[2]={heads[2]} must divide the width {width} of fre{index}')
+            for index, width in enumerate(widths, start=1):
                 setattr(self, f'fre{index}', FreModule(width, heads[2], bias, inp_channels, unused_release_layers))
 
     def modulate(self, stage, features, image):

@@ -124,15 +124,17 @@ class PromptIR(RestormerBackbone):
         for key, values in (('prompt_dims', prompt_dims), ('prompt_sizes', prompt_sizes)):
             if len(values) != 3 or any(value < 1 for value in values):
                 raise ValueError(f'{key} must list 3 positive values (prompt1, prompt2, prompt3), got {values!r}')
-        super().__init__(inp_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads,
-                         ffn_expansion_factor, bias, LayerNorm_type, latent_out_width=4 * dim)
         # (block suffix, width of the features it prompts, width it returns), in decoder order
         interactions = ((3, 8 * dim, 4 * dim), (2, 4 * dim, 4 * dim), (1, 2 * dim, 2 * dim))
-        for suffix, width, out_width in interactions:
+        for suffix, width, _ in interactions:
             mixed = width + prompt_dims[suffix - 1]
-            if mixed % heads[2]:
+            if len(heads) == 4 and mixed % heads[2]:
                 raise ValueError(f'heads[2]={heads[2]} must divide the width {mixed} of noise_level{suffix} '
                                  f'({width} feature + {prompt_dims[suffix - 1]} prompt channels)')
+        super().__init__(inp_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads,
+                         ffn_expansion_factor, bias, LayerNorm_type, latent_out_width=4 * dim)
+        for suffix, width, out_width in interactions:
+            mixed = width + prompt_dims[suffix - 1]
             setattr(self, f'prompt{suffix}', PromptGenBlock(prompt_dims[suffix - 1], prompt_len,
                                                             prompt_sizes[suffix - 1], width))
             setattr(self, f'noise_level{suffix}',

@@ -147,12 +147,6 @@ class Upsample(nn.Module):
         return self.body(x)
 
 
-def transformer_level(width, num_heads, count, ffn_expansion_factor, bias, layer_norm_type):
-    """``count`` transformer blocks of ``width`` channels in a row (one level of the UNet)."""
-    return nn.Sequential(
-        *[TransformerBlock(width, num_heads, ffn_expansion_factor, bias, layer_norm_type) for _ in range(count)])
-
-
 class RestormerBackbone(nn.Module):
     """The 4-level transformer UNet of Restormer, shared by the archs built on it (PromptIR, AdaIR).
 
@@ -183,14 +177,15 @@ class RestormerBackbone(nn.Module):
                 raise ValueError(f'{key} must list 4 values (levels 1-4), got {values!r}')
         if dim % 2:
             raise ValueError(f'dim must be even (down-sampling halves it before unshuffling), got {dim!r}')
-        self.widths = widths = [dim * 2**level for level in range(4)]
+        widths = [dim * 2**level for level in range(4)]
         for level, (width, num_heads) in enumerate(zip(widths, heads)):
             if width % num_heads:
                 raise ValueError(f'heads[{level}]={num_heads} must divide the level width {width}')
         latent_out_width = latent_out_width or widths[3]
 
         def level(width, num_heads, count):
-            return transformer_level(width, num_heads, count, ffn_expansion_factor, bias, LayerNorm_type)
+            return nn.Sequential(
+                *[TransformerBlock(width, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(count)])
 
         # the release's patch embedding has no bias, whatever ``bias`` says
         self.patch_embed = PatchEmbed(inp_channels, dim, bias=False)

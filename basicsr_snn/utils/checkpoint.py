@@ -13,12 +13,15 @@ beside it when EMA was on. The policy, for every network (teacher, student, scri
   AdaIR, ``{'state_dict': {'net.<name>': ...}, 'epoch': ...}``) is removed from every key; every key
   must start with it. When none is given and the keys do not match the network but all share a
   first component whose removal makes them match, the error names that prefix and the option to set.
+* Files are read with ``weights_only=True``: one holding other objects is refused, with the
+  command that keeps its weights.
 * Files are written by :func:`atomic_save`: a checkpoint file is complete or absent.
 * ``strict``: names and shapes must match exactly. Otherwise every tensor whose name and shape
   match is loaded, the others are reported, and a checkpoint of which nothing matches is an
   error (it is almost certainly the wrong file).
 """
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +78,15 @@ def read_state_dict(path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{option_key}: no such file {str(path)!r}')
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        # e.g. a Lightning checkpoint whose hyper-parameters are objects: never unpickled here
+        found = re.search(r'GLOBAL (\S+)', str(error))
+        raise ValueError(f'{option_key}: {path} holds objects other than tensors and plain containers '
+                         f'({found[1] if found else "unknown"}), which are not loaded; if you trust the file, keep its '
+                         f'weights only: python -c "import torch; c = torch.load(\'{path}\', weights_only=False); '
+                         f'torch.save({{\'state_dict\': c[\'state_dict\']}}, \'weights.ckpt\')"') from error
     if param_key is not None and param_key not in checkpoint and not key_chosen and _is_state_dict(checkpoint):
         param_key = None
     if param_key is not None and param_key not in checkpoint:
