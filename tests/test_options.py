@@ -40,18 +40,21 @@ def point_datasets_at_tiny_data(options, root):
     task = next((task for task in PAIR_NAMES if task in options['name']), None)
     lq_template, gt_template = PAIR_NAMES.get(task, ('{:03d}.png', '{:03d}.png'))
     for phase, dataset in options['datasets'].items():
-        folder = root / options['name'] / phase
-        write_images(folder / 'gt', [gt_template.format(i) for i in (1, 2)], seed=1)
-        dataset['dataroot_gt'] = str(folder / 'gt')
-        if 'dataroot_lq' in dataset:
-            write_images(folder / 'lq', [lq_template.format(i) for i in (1, 2)], seed=2)
-            dataset['dataroot_lq'] = str(folder / 'lq')
+        # a MixedDegradationDataset's folders are those of its sources
+        for index, source in enumerate(dataset.get('sources', [dataset])):
+            folder = root / options['name'] / phase / str(index)
+            write_images(folder / 'gt', [gt_template.format(i) for i in (1, 2)], seed=1)
+            source['dataroot_gt'] = str(folder / 'gt')
+            if 'dataroot_lq' in source:
+                write_images(folder / 'lq', [lq_template.format(i) for i in (1, 2)], seed=2)
+                source['dataroot_lq'] = str(folder / 'lq')
         if phase == 'train':
             dataset.update(num_worker_per_gpu=0, batch_size_per_gpu=2)
 
 
-def save_random_weights(network_opt, path, param_key='params'):
-    torch.save({param_key: build_network(network_opt).state_dict()}, path)
+def save_random_weights(network_opt, path, param_key='params', key_prefix=''):
+    state_dict = {key_prefix + key: value for key, value in build_network(network_opt).state_dict().items()}
+    torch.save({param_key: state_dict}, path)
     return str(path)
 
 
@@ -73,8 +76,9 @@ def test_option_file_builds_model_and_datasets(option_file, tmp_path, monkeypatc
         if options['path'].get(key):
             network_key = key.replace('pretrain_', '')
             param_key = options['path'].get(f'param_key_{network_key[-1]}', 'params')
+            key_prefix = options['path'].get(f'strip_prefix_{network_key[-1]}') or ''
             options['path'][key] = save_random_weights(options[network_key], tmp_path / f'{network_key}.pth',
-                                                       param_key)
+                                                       param_key, key_prefix)
     opt = parse_as_entry_point(options, tmp_path, monkeypatch, is_train)
 
     for dataset_opt in opt['datasets'].values():

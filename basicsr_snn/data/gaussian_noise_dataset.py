@@ -113,10 +113,7 @@ class GaussianNoiseDataset(data.Dataset):
         self.phase = opt.get('phase', 'train')
         self.color = opt.get('color', 'rgb')
         check_choice('color', self.color, COLOR_MODES)
-        self.sigma_range, self.sigma_choices = self._parse_noise_level(opt)
-        self.clip_noisy = check_bool('clip_noisy', opt.get('clip_noisy', False))
-        self.noise_seed = opt.get('noise_seed', 0)
-        check_int('noise_seed', self.noise_seed)
+        self._setup_degradation(opt)
         if self.phase == 'train':
             self.gt_size = opt.get('gt_size')
             check_int('gt_size', self.gt_size, 1)
@@ -136,6 +133,20 @@ class GaussianNoiseDataset(data.Dataset):
             self.items = self._disk_items(opt.get('meta_info_file'))
         self.backend = backend
         self.file_client = None
+
+    def _setup_degradation(self, opt):
+        """Reads the options of the degradation; sets ``eval_seed``, the base seed of val/test inputs."""
+        self.sigma_range, self.sigma_choices = self._parse_noise_level(opt)
+        self.clip_noisy = check_bool('clip_noisy', opt.get('clip_noisy', False))
+        self.eval_seed = check_int('noise_seed', opt.get('noise_seed', 0))
+
+    def _degrade(self, img_gt, rng):
+        """(degraded input, extra sample entries) of a clean float32 image, drawn from ``rng``."""
+        sigma = self._draw_sigma(rng)
+        img_lq = img_gt + rng.standard_normal(img_gt.shape, dtype=np.float32) * np.float32(sigma / 255.)
+        if self.clip_noisy:
+            img_lq = np.clip(img_lq, 0., 1.)
+        return img_lq, {'sigma': sigma}
 
     @staticmethod
     def _parse_noise_level(opt):
@@ -221,13 +232,11 @@ class GaussianNoiseDataset(data.Dataset):
             img_gt = augment(self._random_crop(img_gt, source), self.use_hflip, self.use_rot)
             rng = np.random.default_rng(int(torch.randint(0, 2**63 - 1, ())))
         else:
-            rng = np.random.default_rng(image_noise_seed(self.noise_seed, key))
-        sigma = self._draw_sigma(rng)
-        img_lq = img_gt + rng.standard_normal(img_gt.shape, dtype=np.float32) * np.float32(sigma / 255.)
-        if self.clip_noisy:
-            img_lq = np.clip(img_lq, 0., 1.)
-        img_gt, img_lq = img2tensor([np.ascontiguousarray(img_gt), img_lq], bgr2rgb=True, float32=True)
-        return {'lq': img_lq, 'gt': img_gt, 'lq_path': source, 'gt_path': source, 'sigma': sigma}
+            rng = np.random.default_rng(image_noise_seed(self.eval_seed, key))
+        img_gt = np.ascontiguousarray(img_gt)
+        img_lq, extra = self._degrade(img_gt, rng)
+        img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=True, float32=True)
+        return {'lq': img_lq, 'gt': img_gt, 'lq_path': source, 'gt_path': source, **extra}
 
     def __len__(self):
         return len(self.items)
