@@ -1,5 +1,5 @@
-"""Speed and memory of SpikerIR (both presets, T = 1, 2, 4, 8), of its ReLU twin, and of a
-distillation step against a scratch step.
+"""Speed and memory of SpikerIR (every preset, binary LIF at T = 1, 2, 4, 8 and the multi-level I-LIF at
+T = 1, D = 4), of its ReLU twin, and of a distillation step against a scratch step.
 
     python scripts/bench_speed.py --out /tmp/bench.json          # full: batch 8 of 64x64, 256x256 inference
     python scripts/bench_speed.py --quick                        # tiny sizes, under a minute
@@ -32,7 +32,8 @@ A second table times whole training iterations of the models (``feed_data`` +
 decoder hints against the small Restormer and against the paper's Restormer (26.1M parameters,
 random weights: speed does not depend on them). The difference is the teacher's share.
 
-The tables end with the step-time ratio SNN(T=4) / ReLU twin for each preset. Timings depend on
+The tables end with the step-time ratios SNN(T=4) / ReLU twin and I-LIF(T=1, D=4) / ReLU twin for
+each preset (``train_step_ratio_snn_T4_over_relu``, ``train_step_ratio_ilif_T1_D4_over_relu``). Timings depend on
 what else runs on the machine: say so when reporting them.
 
 ``--load N`` measures instead how the CPU's other work slows training: the training step of the
@@ -79,6 +80,9 @@ def main():
     for preset, ratio in results['train_step_ratio_snn_T4_over_relu'].items():
         print(f'train-step ratio SpikerIR(T=4) / SpikerIRReLU, {preset}: {ratio["train_step_s"]:.2f} (wall), '
               f'{ratio["train_step_cpu_s"]:.2f} (CPU time)')
+    for preset, ratio in results['train_step_ratio_ilif_T1_D4_over_relu'].items():
+        print(f'train-step ratio SpikerIR(ilif, T=1, D=4) / SpikerIRReLU, {preset}: {ratio["train_step_s"]:.2f} '
+              f'(wall), {ratio["train_step_cpu_s"]:.2f} (CPU time)')
     for row in results['model_steps'][1:]:
         print(f'{row["run"]}: {row["cpu_time_over_scratch"]:.2f} x the CPU time of a scratch iteration')
     write_json(results, args.out)

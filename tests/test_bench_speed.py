@@ -13,12 +13,18 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
                     '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
     results = json.loads(out.read_text())
 
-    assert {(row['arch'], row['preset'], row['T']) for row in results['rows']} == {
-        *(('SpikerIR', preset, T) for preset in ('small', 'medium', 'base') for T in (1, 2, 4, 8)),
-        ('SpikerIRReLU', 'small', 1), ('SpikerIRReLU', 'medium', 1), ('SpikerIRReLU', 'base', 1)}
+    presets = ('small', 'medium', 'base')
+    rows = {(row['arch'], row['preset'], row['neuron'], row['T'], row['spike_levels']): row for row in results['rows']}
+    assert set(rows) == {*(('SpikerIR', preset, 'lif', T, 1) for preset in presets for T in (1, 2, 4, 8)),
+                         *(('SpikerIR', preset, 'ilif', 1, 4) for preset in presets),
+                         *(('SpikerIRReLU', preset, 'relu', 1, 1) for preset in presets)}
     for row in results['rows']:
         assert row['train_step_s'] > 0 and row['infer_s'] > 0 and row['params'] > 0
-    assert set(results['train_step_ratio_snn_T4_over_relu']) == {'small', 'medium', 'base'}
+    assert set(results['train_step_ratio_snn_T4_over_relu']) == set(presets)
+    for preset, ratio in results['train_step_ratio_ilif_T1_D4_over_relu'].items():
+        assert ratio['train_step_s'] == (rows['SpikerIR', preset, 'ilif', 1, 4]['train_step_s']
+                                         / rows['SpikerIRReLU', preset, 'relu', 1, 1]['train_step_s'])
+    assert set(results['train_step_ratio_ilif_T1_D4_over_relu']) == set(presets)
 
     steps = {row['run']: row for row in results['model_steps']}
     assert steps['scratch (SNNModel)']['teacher_params'] == 0

@@ -1,7 +1,8 @@
 """Speed and memory measurements behind ``scripts/bench_speed.py`` (see its help for the figures).
 
 :func:`run` times training steps and single-image inference of every SpikerIR preset at
-T = 1, 2, 4, 8 and of each preset's ReLU twin, then whole training iterations of the demo's
+T = 1, 2, 4, 8 (binary LIF neurons) and with the multi-level neuron (:data:`MULTI_LEVEL`), and of
+each preset's ReLU twin, then whole training iterations of the demo's
 ``SNNModel`` and ``DistillSNNModel``; :func:`run_under_load` times the small and base students
 (both neuron backends) and their twins on a quiet CPU and beside busy processes, at one thread
 and at every core; the ``format_*`` helpers print the rows.
@@ -22,6 +23,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TIME_STEPS = (1, 2, 4, 8)
+#: the multi-level student every preset is also timed with
+MULTI_LEVEL = dict(neuron='ilif', T=1, spike_levels=4)
 FULL = dict(batch=8, size=64, infer_size=256, warmup=1, steps=3, infer_repeats=2)
 QUICK = dict(batch=2, size=16, infer_size=32, warmup=1, steps=2, infer_repeats=1)
 
@@ -183,12 +186,13 @@ def cpu_name():
 
 
 def networks():
-    """(label, preset, T, architecture options) for every benchmarked network."""
+    """(arch, preset, architecture options) for every benchmarked network."""
     from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
     for preset, options in SPIKERIR_PRESETS.items():
         for steps in TIME_STEPS:
-            yield 'SpikerIR', preset, steps, dict(options, T=steps)
-        yield 'SpikerIRReLU', preset, 1, dict(options)
+            yield 'SpikerIR', preset, dict(options, T=steps)
+        yield 'SpikerIR', preset, dict(options, **MULTI_LEVEL)
+        yield 'SpikerIRReLU', preset, dict(options)
 
 
 def run(quick=False, device='cpu', threads=None):
@@ -200,7 +204,7 @@ def run(quick=False, device='cpu', threads=None):
     if threads:
         torch.set_num_threads(threads)
     rows = []
-    for arch, preset, steps, options in networks():
+    for arch, preset, options in networks():
         torch.manual_seed(0)
         model = ARCH_REGISTRY.get(arch)(in_ch=1, out_ch=1, **options).to(device)
         train = measure_training(model, device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
@@ -209,16 +213,20 @@ def run(quick=False, device='cpu', threads=None):
             dict(
                 arch=arch,
                 preset=preset,
-                T=steps,
+                T=model.T,
+                neuron=options.get('neuron', 'relu' if arch == 'SpikerIRReLU' else 'lif'),
+                spike_levels=model.spike_levels,
                 params=sum(p.numel() for p in model.parameters()),
                 **dict(zip(('train_step_s', 'train_step_cpu_s', 'train_peak_mb', 'warmup_s'), train)),
                 **dict(zip(('infer_s', 'infer_cpu_s', 'infer_peak_mb'), infer))))
         print(format_row(rows[-1]), flush=True)
-    ratios = {}
+    ratios, multi_level_ratios = {}, {}
     for preset in sorted({row['preset'] for row in rows}):
-        snn = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIR' and r['T'] == 4)
-        ann = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIRReLU')
+        ann = next(r for r in rows if r['preset'] == preset and r['neuron'] == 'relu')
+        snn = next(r for r in rows if r['preset'] == preset and r['neuron'] == 'lif' and r['T'] == 4)
+        multi_level = next(r for r in rows if r['preset'] == preset and r['neuron'] == MULTI_LEVEL['neuron'])
         ratios[preset] = {key: snn[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
+        multi_level_ratios[preset] = {key: multi_level[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
     print(f'\n{"training iteration":<26} {"teacher":>10} {"train s":>8} {"cpu s":>8} {"train MB":>8}')
     model_steps = measure_model_steps(device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
     print()
@@ -234,6 +242,7 @@ def run(quick=False, device='cpu', threads=None):
             **sizes),
         rows=rows,
         train_step_ratio_snn_T4_over_relu=ratios,
+        train_step_ratio_ilif_T1_D4_over_relu=multi_level_ratios,
         model_steps=model_steps,
         neurons=neurons)
 
@@ -329,7 +338,8 @@ def run_under_load(load: int, quick: bool = False, device: str = 'cpu') -> dict:
 
 
 # (row key, title, width, format); text columns are left-aligned, numbers right-aligned
-COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('T', 'T', 2, '{}'),
+COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('neuron', 'neuron', 6, '{}'),
+           ('T', 'T', 2, '{}'), ('spike_levels', 'D', 2, '{}'),
            ('params', 'params', 9, '{}'), ('train_step_s', 'train s', 8, '{:.3f}'),
            ('train_step_cpu_s', 'cpu s', 8, '{:.3f}'), ('train_peak_mb', 'train MB', 8, '{:.0f}'),
            ('infer_s', 'infer s', 8, '{:.3f}'), ('infer_cpu_s', 'cpu s', 8, '{:.3f}'),
@@ -338,7 +348,7 @@ COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('T', 'T',
 
 def format_line(texts):
     return ' '.join(
-        text.ljust(width) if key in ('arch', 'preset') else text.rjust(width)
+        text.ljust(width) if key in ('arch', 'preset', 'neuron') else text.rjust(width)
         for text, (key, _, width, _) in zip(texts, COLUMNS))
 
 
