@@ -67,9 +67,10 @@ def test_gradient_is_straight_through_inside_the_range(backend):
     assert x.grad[0].tolist() == pytest.approx([0., 2., 2., 2., 0.])
 
 
-def test_fused_kernel_equals_spikingjelly_at_two_steps():
-    x = (torch.randn(2, 2, 3, 8, 8) * 0.6).requires_grad_()
-    weights = torch.randn(2, 2, 3, 8, 8)
+@pytest.mark.parametrize('T', [1, 2])
+def test_fused_kernel_equals_spikingjelly(T):
+    x = (torch.randn(T, 2, 3, 8, 8) * 0.6).requires_grad_()
+    weights = torch.randn(T, 2, 3, 8, 8)
     results = []
     for backend in ('spikingjelly', 'fused'):
         node = ILIFNode(spike_levels=3, v_threshold=0.3, step_mode='m', neuron_backend=backend)
