@@ -108,6 +108,11 @@ def test_network_options_reach_every_neuron_and_the_twin_ignores_them():
     assert SpikerIR(in_ch=1, out_ch=1, spike_levels=1).spike_levels == 1  # binary neurons accept D = 1
     twin = SpikerIRReLU(**dict(TINY_ILIF, neuron='relu'), spike_levels=3)
     assert not ilif_nodes(twin)
+    binary_twin = SpikerIRReLU(**dict(TINY_ILIF, neuron='relu'), spike_levels=3, spike_inference='binary')
+    binary_twin.load_state_dict(twin.state_dict())
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():  # analog activations are not expanded: the same network
+        assert torch.equal(binary_twin(x), twin(x))
 
 
 @pytest.mark.parametrize(('T', 'size'), [(1, (20, 20)), (1, (17, 29)), (2, (8, 8))])
