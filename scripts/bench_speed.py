@@ -22,9 +22,10 @@ For every network (gray in/out, attention on, direct encoding) it measures:
 * ``warmup_s``: the untimed warm-up step, which for the first network with fused neurons
   includes compiling the kernel.
 
-A third table times one multi-step LIF neuron (T=4, forward and backward) at growing input sizes
-with spikingjelly's op and with the fused kernel (``neurons``, with ``first_fused_call_s``): where
-the fused kernel pays, which sets ``neuron_backend: auto``'s threshold.
+A third table times one multi-step neuron (forward and backward; LIF at T=4 and the multi-level
+I-LIF at T=1, D=4) at growing input sizes with spikingjelly's op and with the fused kernel
+(``neurons``, with ``first_fused_call_s``): where the fused kernel pays, which sets
+``neuron_backend: auto``'s threshold.
 
 A second table times whole training iterations of the models (``feed_data`` +
 ``optimize_parameters``, the L1 + 0.1 FFT task loss, neuron reset) for the small student of

@@ -14,9 +14,8 @@ no recurrence: ``c = clamp(round(x / v_threshold), 0, D)``.
 A count of ``c`` equals ``c`` binary spikes over D virtual steps, so a convolution fed by counts
 equals the sum of D convolutions fed by binary spike maps (:mod:`~basicsr_snn.archs.spike_expansion`).
 This is spikingjelly's ``ILIFNode`` (SpikeYOLO's I-LIF, generalised to a threshold) with D as an
-integer attribute ``spike_levels`` and the project's fused CPU kernel. The kernel pays at T = 1 too:
-spikingjelly's op runs several small ops per step, the kernel one (a SpikerIR small training step at
-T = 1, D = 4 measured 1.31 s fused against 1.60 s, the ReLU twin 1.05 s, on a heavily loaded CPU).
+integer attribute ``spike_levels`` and the project's fused CPU kernel, at T = 1 too: spikingjelly's op
+runs several small ops per step, the kernel one (``scripts/bench_speed.py`` times both).
 """
 import torch
 from spikingjelly.activation_based import neuron, surrogate

@@ -251,34 +251,43 @@ NEURON_SIZES = (1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22)
 
 
 def measure_neurons(quick: bool = False, repeats: int = 5) -> dict:
-    """Forward + backward of one multi-step LIF neuron (T=4) per input size: spikingjelly's op against
-    the fused kernel, and the seconds the fused kernel's first call took (compiling it)."""
+    """Forward + backward of one multi-step neuron per input size, binary LIF at T=4 and the multi-level
+    I-LIF at T=1, D=4: spikingjelly's op against the fused kernel, and the seconds the fused kernel's
+    first call took (compiling it)."""
     from spikingjelly.activation_based import surrogate
 
     from basicsr_snn.archs.fused_neuron import FusedLIFNode
+    from basicsr_snn.archs.ilif_neuron import ILIFNode
     sizes = NEURON_SIZES[:2] if quick else NEURON_SIZES
-    nodes = {backend: FusedLIFNode(neuron_backend=backend, tau=2., decay_input=False, v_threshold=0.15, v_reset=0.,
-                                   surrogate_function=surrogate.ATan(), step_mode='m')
-             for backend in ('spikingjelly', 'fused')}
+    backends = ('spikingjelly', 'fused')
+    neurons = {
+        ('lif', 4): {backend: FusedLIFNode(neuron_backend=backend, tau=2., decay_input=False, v_threshold=0.15,
+                                           v_reset=0., surrogate_function=surrogate.ATan(), step_mode='m')
+                     for backend in backends},
+        ('ilif', 1): {backend: ILIFNode(spike_levels=MULTI_LEVEL['spike_levels'], v_threshold=0.15, step_mode='m',
+                                        neuron_backend=backend) for backend in backends},
+    }
 
     def call(node, x):
         node.reset()
         node(x).sum().backward()
 
     first = time.perf_counter()
-    call(nodes['fused'], torch.randn(4, sizes[0], requires_grad=True))
+    call(neurons['lif', 4]['fused'], torch.randn(4, sizes[0], requires_grad=True))
     compile_s = time.perf_counter() - first
     rows = []
-    for size in sizes:
-        x = (torch.randn(4, size) * 0.3).requires_grad_(True)
-        times = {}
-        for backend, node in nodes.items():
-            call(node, x)
-            times[backend] = time_calls(lambda: call(node, x), repeats, torch.device('cpu'))[0]
-        rows.append(dict(elements=4 * size, spikingjelly_s=times['spikingjelly'], fused_s=times['fused'],
-                         speedup=times['spikingjelly'] / times['fused']))
-        print(f'LIF T=4, {4 * size:>9} inputs: spikingjelly {times["spikingjelly"] * 1e3:8.2f} ms, '
-              f'fused {times["fused"] * 1e3:8.2f} ms ({rows[-1]["speedup"]:.2f}x)', flush=True)
+    for (name, steps), nodes in neurons.items():
+        for size in sizes:
+            x = (torch.randn(steps, size) * 0.3).requires_grad_(True)
+            times = {}
+            for backend, node in nodes.items():
+                call(node, x)
+                times[backend] = time_calls(lambda: call(node, x), repeats, torch.device('cpu'))[0]
+            rows.append(dict(neuron=name, T=steps, elements=steps * size, spikingjelly_s=times['spikingjelly'],
+                             fused_s=times['fused'], speedup=times['spikingjelly'] / times['fused']))
+            print(f'{name.upper()} T={steps}, {steps * size:>9} inputs: spikingjelly '
+                  f'{times["spikingjelly"] * 1e3:8.2f} ms, fused {times["fused"] * 1e3:8.2f} ms '
+                  f'({rows[-1]["speedup"]:.2f}x)', flush=True)
     return dict(first_fused_call_s=compile_s, rows=rows)
 
 
