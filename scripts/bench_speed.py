@@ -1,5 +1,5 @@
-"""Speed and memory of SpikerIR (both presets, T = 1, 2, 4, 8), of its ReLU twin, and of a
-distillation step against a scratch step.
+"""Speed and memory of SpikerIR (every preset, binary LIF at T = 1, 2, 4, 8 and the multi-level I-LIF at
+T = 1, D = 4), of its ReLU twin, and of a distillation step against a scratch step.
 
     python scripts/bench_speed.py --out /tmp/bench.json          # full: batch 8 of 64x64, 256x256 inference
     python scripts/bench_speed.py --quick                        # tiny sizes, under a minute
@@ -23,9 +23,10 @@ For every network (gray in/out, attention on, direct encoding) it measures:
 * ``warmup_s``: the untimed warm-up step, which for the first network with fused neurons
   includes compiling the kernel.
 
-A third table times one multi-step LIF neuron (T=4, forward and backward) at growing input sizes
-with spikingjelly's op and with the fused kernel (``neurons``, with ``first_fused_call_s``): where
-the fused kernel pays, which sets ``neuron_backend: auto``'s threshold.
+A third table times one multi-step neuron (forward and backward; LIF at T=4 and the multi-level
+I-LIF at T=1, D=4) at growing input sizes with spikingjelly's op and with the fused kernel
+(``neurons``, with ``first_fused_call_s``): where the fused kernel pays, which sets
+``neuron_backend: auto``'s threshold.
 
 A second table times whole training iterations of the models (``feed_data`` +
 ``optimize_parameters``, the L1 + 0.1 FFT task loss, neuron reset) for the small student of
@@ -38,7 +39,8 @@ and AdaIR at their authors' configurations (3 channels; random weights) on the t
 (batch 8 of 3 x 64x64; ``--quick``: 2 of 16x16), in eval mode without gradients, as
 ``DistillSNNModel`` runs them (``teachers``: ``forward_s``, ``forward_cpu_s``, ``forward_peak_mb``).
 
-The tables end with the step-time ratio SNN(T=4) / ReLU twin for each preset. Timings depend on
+The tables end with the step-time ratios SNN(T=4) / ReLU twin and I-LIF(T=1, D=4) / ReLU twin for
+each preset (``train_step_ratio_snn_T4_over_relu``, ``train_step_ratio_ilif_T1_D4_over_relu``). Timings depend on
 what else runs on the machine: say so when reporting them.
 
 ``--load N`` measures instead how the CPU's other work slows training: the training step of the
@@ -96,6 +98,9 @@ def main():
     for preset, ratio in results['train_step_ratio_snn_T4_over_relu'].items():
         print(f'train-step ratio SpikerIR(T=4) / SpikerIRReLU, {preset}: {ratio["train_step_s"]:.2f} (wall), '
               f'{ratio["train_step_cpu_s"]:.2f} (CPU time)')
+    for preset, ratio in results['train_step_ratio_ilif_T1_D4_over_relu'].items():
+        print(f'train-step ratio SpikerIR(ilif, T=1, D=4) / SpikerIRReLU, {preset}: {ratio["train_step_s"]:.2f} '
+              f'(wall), {ratio["train_step_cpu_s"]:.2f} (CPU time)')
     for row in results['model_steps'][1:]:
         print(f'{row["run"]}: {row["cpu_time_over_scratch"]:.2f} x the CPU time of a scratch iteration')
     write_json(results, args.out)

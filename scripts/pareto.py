@@ -3,7 +3,8 @@
 Starts from a student of a gap study (``scripts/bench_distill.py``; its arms are trained first if
 missing) and fine-tunes each variant for the same budget: other time steps (``T1``, ``T2``), a
 firing-rate budget (``rate0.1``: ``train.rate_opt.loss_weight`` 0.1 at ``--rate-target``), other
-thresholds (``vth0.3``), or combinations (``T2+rate0.1``); ``base`` fine-tunes the unchanged student.
+thresholds (``vth0.3``), the multi-level neuron with D spikes per step (``D4``: ``neuron: ilif``,
+``spike_levels: 4``), or combinations (``T2+rate0.1``, ``T1+D4``); ``base`` fine-tunes the unchanged student.
 Each variant is scored on the study's final sets and costed per image, compute-only and with
 memory traffic (gpu and neuromorphic assumptions); the teacher and the ReLU twin are reference
 points. One cached result per variant: a rerun skips finished ones.

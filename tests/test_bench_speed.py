@@ -16,14 +16,20 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
                     '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
     results = json.loads(out.read_text())
 
-    assert {(row['arch'], row['preset'], row['T']) for row in results['rows']} == {
-        *(('SpikerIR', preset, T) for preset in ('small', 'medium', 'base') for T in (1, 2, 4, 8)),
-        ('SpikerIRReLU', 'small', 1), ('SpikerIRReLU', 'medium', 1), ('SpikerIRReLU', 'base', 1)}
+    presets = ('small', 'medium', 'base')
+    rows = {(row['arch'], row['preset'], row['neuron'], row['T'], row['spike_levels']): row for row in results['rows']}
+    assert set(rows) == {*(('SpikerIR', preset, 'lif', T, 1) for preset in presets for T in (1, 2, 4, 8)),
+                         *(('SpikerIR', preset, 'ilif', 1, 4) for preset in presets),
+                         *(('SpikerIRReLU', preset, 'relu', 1, 1) for preset in presets)}
     for row in results['rows']:
         assert row['train_step_s'] > 0 and row['infer_s'] > 0
         # the twin has the spiking network's layers at T = 1
         assert row['params'] == spikerir_params(1, SPIKERIR_PRESETS[row['preset']]['dim'], T=row['T']), row
-    assert set(results['train_step_ratio_snn_T4_over_relu']) == {'small', 'medium', 'base'}
+    assert set(results['train_step_ratio_snn_T4_over_relu']) == set(presets)
+    for preset, ratio in results['train_step_ratio_ilif_T1_D4_over_relu'].items():
+        assert ratio['train_step_s'] == (rows['SpikerIR', preset, 'ilif', 1, 4]['train_step_s']
+                                         / rows['SpikerIRReLU', preset, 'relu', 1, 1]['train_step_s'])
+    assert set(results['train_step_ratio_ilif_T1_D4_over_relu']) == set(presets)
 
     steps = {row['run']: row for row in results['model_steps']}
     assert steps['scratch (SNNModel)']['teacher_params'] == 0
@@ -31,7 +37,9 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
         assert steps[f'H-KD, Restormer {preset}']['teacher_params'] == restormer_params(1, **RESTORMER_PRESETS[preset])
     assert all(math.isfinite(row['cpu_time_over_scratch']) and row['train_step_s'] > 0 for row in steps.values())
     neurons = results['neurons']
-    assert neurons['first_fused_call_s'] > 0 and [row['elements'] for row in neurons['rows']] == [4 << 12, 4 << 14]
+    assert neurons['first_fused_call_s'] > 0
+    assert [(row['neuron'], row['T'], row['elements']) for row in neurons['rows']] == [
+        ('lif', 4, 4 << 12), ('lif', 4, 4 << 14), ('ilif', 1, 1 << 12), ('ilif', 1, 1 << 14)]
     assert all(row['spikingjelly_s'] > 0 and row['fused_s'] > 0 for row in neurons['rows'])
     assert all(row['warmup_s'] > 0 for row in results['rows'])
     assert [(row['teacher'], row['batch'], row['size']) for row in results['teachers']] == [

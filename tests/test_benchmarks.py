@@ -98,7 +98,7 @@ def test_compare_curves_not_reached_and_bad_input():
 
 def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
     out = tmp_path / 'study'
-    first = run_script(BENCH_DISTILL, '--quick', '--out', out)
+    first = run_script(BENCH_DISTILL, '--quick', '--out', out, timeout=900)  # 23 arms
     arms = [line.split('[', 1)[1].split(']')[0] for line in first.stdout.splitlines() if 'final:' in line]
     assert sorted(arms) == sorted(DEFAULT_ARMS)
     summary = json.loads((out / 'study.json').read_text())

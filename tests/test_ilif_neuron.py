@@ -11,6 +11,9 @@ from basicsr_snn.archs.ilif_neuron import ILIFNode
 from basicsr_snn.archs.spike_expansion import spike_fed_conv
 from basicsr_snn.archs.spikerir_arch import SpikerIR
 from basicsr_snn.archs.spikerir_relu_arch import SpikerIRReLU
+from basicsr_snn.models.snn_model import build_network_from_options
+from basicsr_snn.utils.checkpoint import load_weights
+from basicsr_snn.utils.hooks import evaluating
 from snn_options import build_model, in_process_options, training_batch, training_options, write_teacher_checkpoint
 from pipeline_utils import write_paired_folder
 
@@ -67,9 +70,10 @@ def test_gradient_is_straight_through_inside_the_range(backend):
     assert x.grad[0].tolist() == pytest.approx([0., 2., 2., 2., 0.])
 
 
-def test_fused_kernel_equals_spikingjelly_at_two_steps():
-    x = (torch.randn(2, 2, 3, 8, 8) * 0.6).requires_grad_()
-    weights = torch.randn(2, 2, 3, 8, 8)
+@pytest.mark.parametrize('T', [1, 2])
+def test_fused_kernel_equals_spikingjelly(T):
+    x = (torch.randn(T, 2, 3, 8, 8) * 0.6).requires_grad_()
+    weights = torch.randn(T, 2, 3, 8, 8)
     results = []
     for backend in ('spikingjelly', 'fused'):
         node = ILIFNode(spike_levels=3, v_threshold=0.3, step_mode='m', neuron_backend=backend)
@@ -104,6 +108,11 @@ def test_network_options_reach_every_neuron_and_the_twin_ignores_them():
     assert SpikerIR(in_ch=1, out_ch=1, spike_levels=1).spike_levels == 1  # binary neurons accept D = 1
     twin = SpikerIRReLU(**dict(TINY_ILIF, neuron='relu'), spike_levels=3)
     assert not ilif_nodes(twin)
+    binary_twin = SpikerIRReLU(**dict(TINY_ILIF, neuron='relu'), spike_levels=3, spike_inference='binary')
+    binary_twin.load_state_dict(twin.state_dict())
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():  # analog activations are not expanded: the same network
+        assert torch.equal(binary_twin(x), twin(x))
 
 
 @pytest.mark.parametrize(('T', 'size'), [(1, (20, 20)), (1, (17, 29)), (2, (8, 8))])
@@ -184,3 +193,23 @@ def test_trains_in_the_models(tmp_path, data_root, model_type, network):
     assert losses[-1] < losses[0]
     changed = [not torch.equal(a, p) for a, p in zip(before, model.net_g.parameters())]
     assert sum(changed) > len(changed) // 2
+
+
+def test_a_trained_student_checkpoint_loads_into_binary_inference(tmp_path, data_root):
+    options = training_options(tmp_path, data_root, 'ilif_checkpoint', total_iter=2)
+    options['network_g'].update(neuron='ilif', T=1, spike_levels=4, v_threshold=0.05)
+    model = build_model(in_process_options(tmp_path, options))
+    batch = training_batch(options)
+    for step in (1, 2):
+        model.feed_data(batch)
+        model.optimize_parameters(step)
+    model.save(0, 2)
+    checkpoint = tmp_path / 'experiments' / 'ilif_checkpoint' / 'models' / 'net_g_2.pth'
+    binary_net = build_network_from_options({'network_g': dict(options['network_g'], spike_inference='binary')},
+                                            'network_g')
+    report = load_weights(binary_net, checkpoint, strict=True)
+    assert not (report.missing or report.unexpected or report.mismatched)
+    with evaluating(model.net_g) as trained, evaluating(binary_net) as binary:
+        expected, restored = trained(batch['lq']), binary(batch['lq'])
+    assert torch.allclose(restored, expected, atol=1e-5)
+    assert binary.spike_inference == 'binary' and trained.spike_inference == 'counts'

@@ -12,9 +12,9 @@ PARETO = REPO_ROOT / 'scripts' / 'pareto.py'
 
 def test_quick_sweep_writes_every_point_with_psnr_and_both_energies(tmp_path):
     out = tmp_path / 'pareto'
-    first = run_script(PARETO, '--quick', '--out', out, '--variants', 'base', 'T1', 'rate1+vth0.3')
+    first = run_script(PARETO, '--quick', '--out', out, '--variants', 'base', 'T1', 'rate1+vth0.3', 'T1+D4')
     summary = json.loads((out / 'pareto.json').read_text())
-    assert set(summary['points']) == {'base', 'T1', 'rate1+vth0.3'}
+    assert set(summary['points']) == {'base', 'T1', 'rate1+vth0.3', 'T1+D4'}
     assert set(summary['references']) == {'teacher', 'twin'}
     for point in list(summary['points'].values()) + list(summary['references'].values()):
         assert 5 < point['psnr'] < 60
@@ -25,6 +25,9 @@ def test_quick_sweep_writes_every_point_with_psnr_and_both_energies(tmp_path):
     assert results['T1']['network']['T'] == 1 and results['base']['network']['T'] == 4
     assert results['rate1+vth0.3']['rate_opt'] == {'target': 0.02, 'loss_weight': 1.0}
     assert results['rate1+vth0.3']['network']['v_threshold'] == 0.3
+    multi_level = results['T1+D4']['network']
+    assert (multi_level['neuron'], multi_level['spike_levels'], multi_level['T']) == ('ilif', 4, 1)
+    assert 'neuron' not in results['base']['network'] or results['base']['network']['neuron'] != 'ilif'
     assert 'l_rate' in results['rate1+vth0.3']['losses'][-1] and 'l_rate' not in results['base']['losses'][-1]
     for measure, front in summary['fronts'].items():
         assert front and set(front) <= set(summary['points'])
@@ -41,7 +44,10 @@ def test_quick_sweep_writes_every_point_with_psnr_and_both_energies(tmp_path):
 def test_variant_names_and_the_front():
     assert Variant.parse('T2+rate0.1') == Variant('T2+rate0.1', T=2, rate_weight=0.1)
     assert Variant.parse('vth0.6').network({'T': 4, 'v_threshold': 0.15}) == {'T': 4, 'v_threshold': 0.6}
-    for bad in ('T0', 'rate', 'fast', 'T2+gamma1'):
+    assert Variant.parse('T1+D4') == Variant('T1+D4', T=1, spike_levels=4)
+    assert Variant.parse('D8').network({'T': 1, 'neuron': 'lif'}) == {'T': 1, 'neuron': 'ilif', 'spike_levels': 8}
+    assert Variant.parse('D2').network({'neuron': 'ilif', 'spike_levels': 4}) == {'neuron': 'ilif', 'spike_levels': 2}
+    for bad in ('T0', 'rate', 'fast', 'T2+gamma1', 'D0', 'D2.5', 'd4'):
         with pytest.raises(ValueError, match='variant'):
             Variant.parse(bad)
     points = {name: {'psnr': psnr, 'energy_pj': {'compute': energy}}

@@ -8,7 +8,7 @@ decayed: what :class:`~basicsr_snn.archs.spiking_blocks.NeuronSpec` builds) is c
 autograd function whose gradients are those of spikingjelly's surrogate (ATan or Sigmoid).
 
 The multi-level I-LIF (:class:`~basicsr_snn.archs.ilif_neuron.ILIFNode`: counts, soft reset, a
-straight-through gradient) has its own pair of loops, :class:`FusedILIFMultiStep`, used at T > 1.
+straight-through gradient) has its own pair of loops, :class:`FusedILIFMultiStep`, used at any T.
 
 The modules subclass spikingjelly's nodes: same parameters and state dict (checkpoints load either
 way), same ``reset_net`` memory ``v``, seen by every hook that watches spikingjelly neurons. They use

@@ -14,7 +14,8 @@ no recurrence: ``c = clamp(round(x / v_threshold), 0, D)``.
 A count of ``c`` equals ``c`` binary spikes over D virtual steps, so a convolution fed by counts
 equals the sum of D convolutions fed by binary spike maps (:mod:`~basicsr_snn.archs.spike_expansion`).
 This is spikingjelly's ``ILIFNode`` (SpikeYOLO's I-LIF, generalised to a threshold) with D as an
-integer attribute ``spike_levels`` and the project's fused CPU kernel where T > 1 makes it pay.
+integer attribute ``spike_levels`` and the project's fused CPU kernel, at T = 1 too: spikingjelly's op
+runs several small ops per step, the kernel one (``scripts/bench_speed.py`` times both).
 """
 import torch
 from spikingjelly.activation_based import neuron, surrogate
@@ -38,8 +39,7 @@ class ILIFNode(neuron.ILIFNode):
         step_mode (str): ``'s'`` or ``'m'``. Default: ``'s'``.
         store_v_seq (bool): keep the membrane of every step in ``v_seq`` (multi-step). Default: False.
         neuron_backend (str): ``'auto'``, ``'fused'`` or ``'spikingjelly'`` (see
-            :mod:`~basicsr_snn.archs.fused_neuron`); only multi-step inputs with T > 1 can use the fused
-            kernel. Default: ``'auto'``.
+            :mod:`~basicsr_snn.archs.fused_neuron`); multi-step inputs only. Default: ``'auto'``.
     """
 
     def __init__(self, spike_levels: int = 4, tau: float = 2., v_threshold: float = 1., detach_reset: bool = False,
@@ -57,9 +57,7 @@ class ILIFNode(neuron.ILIFNode):
         return f'spike_levels={self.spike_levels}, tau={self.tau}, ' + super().extra_repr()
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
-        # one step has no recurrence to fuse
-        if self.store_v_seq or args or kwargs or x_seq.shape[0] < 2 or not uses_fused_kernel(self.neuron_backend,
-                                                                                               x_seq):
+        if self.store_v_seq or args or kwargs or not uses_fused_kernel(self.neuron_backend, x_seq):
             return super().multi_step_forward(x_seq, *args, **kwargs)
         v0 = self.v if torch.is_tensor(self.v) and self.v.shape == x_seq.shape[1:] else torch.zeros_like(x_seq[0])
         counts, self.v = FusedILIFMultiStep.apply(x_seq.contiguous(), v0, float(self.tau), float(self.v_threshold),

@@ -167,10 +167,10 @@ class SpikerIR(nn.Module):
         check_bool('attention', attention)
         check_choice('encoding', encoding, ENCODINGS)
         check_choice('shortcut', shortcut, SHORTCUTS)
-        check_choice('spike_inference', spike_inference, SPIKE_INFERENCE_MODES)
         spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha, neuron_backend,
                           spike_levels)
         self.spike_levels = spec.levels
+        self.spiking = spec.neuron != 'relu'
         self.T = T
         self.encoding = encoding
         widths = [dim * 2**level for level in range(4)]
@@ -194,8 +194,10 @@ class SpikerIR(nn.Module):
 
     def set_spike_inference(self, mode: str) -> 'SpikerIR':
         """``'counts'`` or ``'binary'`` (see ``spike_inference``); returns the network."""
+        check_choice('spike_inference', mode, SPIKE_INFERENCE_MODES)
         self.spike_inference = mode
-        return set_spike_inference(self, mode, self.spike_levels)
+        # ReLU activations are analog: the twin convolves them as they are in either mode
+        return set_spike_inference(self, mode if self.spiking else 'counts', self.spike_levels)
 
     def _encode(self, x):
         """Padded image ``(B, in_ch, H, W)`` -> embedded sequence ``(T, B, dim, H, W)``."""

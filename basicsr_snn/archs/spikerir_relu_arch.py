@@ -11,7 +11,7 @@ class SpikerIRReLU(SpikerIR):
     This is the "same-architecture ANN" of the paper's energy comparison and a non-spiking
     baseline. It accepts every SpikerIR option, so a student's network options can be reused by
     changing ``type`` only; the spiking-only ones (tau, detach_reset, surrogate,
-    surrogate_alpha, neuron_backend) have no effect, and ``v_threshold`` only sets the initial batch-norm scale
+    surrogate_alpha, neuron_backend, spike_levels, spike_inference) have no effect, and ``v_threshold`` only sets the initial batch-norm scale
     as in the student.
 
     ``T`` defaults to 1: a ReLU network fed the same image at every step computes the same thing

@@ -76,7 +76,7 @@ class NeuronSpec:
         check_choice('neuron_backend', self.backend, NEURON_BACKENDS)
         resolve_backend(self.backend)
         check_choice('surrogate', self.surrogate, tuple(SURROGATES))
-        if self.neuron in ('lif', 'plif'):
+        if self.neuron in ('lif', 'plif', 'ilif'):
             check_number('tau', self.tau, above=1)
         check_number('v_threshold', self.v_threshold, above=0)
         check_number('surrogate_alpha', self.surrogate_alpha, above=0, allow_none=True)
@@ -85,11 +85,9 @@ class NeuronSpec:
         if self.neuron in BINARY_NEURONS and self.spike_levels not in (None, 1):
             raise ValueError(f'spike_levels applies to neuron: ilif; a {self.neuron} neuron emits at most one spike '
                              f'per step: leave spike_levels out or set it to 1 (got {self.spike_levels!r})')
-        if self.neuron == 'ilif':
-            check_number('tau', self.tau, above=1)
-            if self.surrogate_alpha is not None:
-                raise ValueError(f'surrogate_alpha does not apply to neuron: ilif (its gradient is straight-through); '
-                                 f'leave it out (got {self.surrogate_alpha!r})')
+        if self.neuron == 'ilif' and self.surrogate_alpha is not None:
+            raise ValueError(f'surrogate_alpha does not apply to neuron: ilif (its gradient is straight-through); '
+                             f'leave it out (got {self.surrogate_alpha!r})')
 
     @property
     def levels(self) -> int:

@@ -1,7 +1,8 @@
 """The energy-quality curve of a trained spiking student: fine-tuned variants, their PSNR and energy.
 
 Every variant starts from the same trained student (an arm of a gap study, see :mod:`.study`),
-changes its time steps, its firing threshold and/or adds a firing-rate budget (``train.rate_opt``),
+changes its time steps, its firing threshold, its spikes per step and/or adds a firing-rate budget
+(``train.rate_opt``),
 and fine-tunes for the same number of iterations on the same batches; ``base`` changes nothing,
 so it is the unpenalised student at the same budget. Each variant is then scored on the study's
 final validation sets and costed on the study's energy image, compute-only and with memory traffic
@@ -16,7 +17,9 @@ Layout of ``out``::
     out/pareto.json, pareto.md, pareto.png
 
 Variant names join parts with ``+``: ``T<int>`` (time steps), ``rate<float>`` (rate-penalty
-weight, at the sweep's ``rate_target``), ``vth<float>`` (threshold); ``base`` has none.
+weight, at the sweep's ``rate_target``), ``vth<float>`` (threshold), ``D<int>`` (the multi-level
+neuron, ``neuron: ilif``, with that many spikes per step: a binary student switches neuron, an
+``ilif`` one changes D); ``base`` has none.
 """
 import json
 import re
@@ -39,21 +42,24 @@ from basicsr_snn.utils.run_options import in_process_options
 
 RESULT = 'result.json'
 DEFAULT_VARIANTS = ('base', 'T2', 'T1', 'rate0.01', 'rate0.1', 'rate1', 'vth0.3', 'vth0.6', 'T2+rate0.1')
-_PART = re.compile(r'^(?:T(?P<T>\d+)|rate(?P<rate>\d+(?:\.\d+)?(?:e-?\d+)?)|vth(?P<vth>\d+(?:\.\d+)?))$')
+_PART = re.compile(r'^(?:T(?P<T>\d+)|rate(?P<rate>\d+(?:\.\d+)?(?:e-?\d+)?)|vth(?P<vth>\d+(?:\.\d+)?)|D(?P<D>\d+))$')
 MEMORY_KEYS = ('gpu', 'neuromorphic')
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A change to the base student: time steps, rate-penalty weight, threshold (None: unchanged)."""
+    """A change to the base student: time steps, rate-penalty weight, threshold, spikes per step of the
+    multi-level neuron (None: unchanged)."""
     name: str
     T: int | None = None
     rate_weight: float = 0.
     v_threshold: float | None = None
+    spike_levels: int | None = None
 
     @classmethod
     def parse(cls, name: str) -> 'Variant':
-        """``base`` or ``+``-joined ``T<int>``, ``rate<float>``, ``vth<float>``; the error shows the form."""
+        """``base`` or ``+``-joined ``T<int>``, ``rate<float>``, ``vth<float>``, ``D<int>``; the error shows the
+        form."""
         if name == 'base':
             return cls(name)
         values = {}
@@ -61,7 +67,7 @@ class Variant:
             match = _PART.match(part)
             if not match:
                 raise ValueError(f'variant {name!r}: write base or parts joined by + among T<int>, rate<float>, '
-                                 f'vth<float> (e.g. T2+rate0.1)')
+                                 f'vth<float>, D<int> (e.g. T2+rate0.1, T1+D4)')
             values.update({key: value for key, value in match.groupdict().items() if value is not None})
         T = int(values['T']) if 'T' in values else None
         if T is not None and T < 1:
@@ -69,11 +75,16 @@ class Variant:
         v_threshold = float(values['vth']) if 'vth' in values else None
         if v_threshold is not None and v_threshold <= 0:
             raise ValueError(f'variant {name!r}: the threshold must be > 0')
-        return cls(name, T, float(values.get('rate', 0.)), v_threshold)
+        spike_levels = int(values['D']) if 'D' in values else None
+        if spike_levels is not None and spike_levels < 1:
+            raise ValueError(f'variant {name!r}: D must be >= 1')
+        return cls(name, T, float(values.get('rate', 0.)), v_threshold, spike_levels)
 
     def network(self, base: dict) -> dict:
         """``network_g`` of the variant from the base student's."""
         changes = {key: value for key, value in (('T', self.T), ('v_threshold', self.v_threshold)) if value is not None}
+        if self.spike_levels is not None:
+            changes.update(neuron='ilif', spike_levels=self.spike_levels)
         return dict(base, **changes)
 
 
@@ -140,8 +151,10 @@ class ParetoSweep:
         opt = self.options(variant)
         set_random_seed(opt['manual_seed'])
         model = build_model(opt)
-        self.log(f'[{variant.name}] fine-tuning {self.settings.iters} iterations ({opt["network_g"]["T"]} steps, '
-                 f'threshold {opt["network_g"]["v_threshold"]}, rate weight {variant.rate_weight})')
+        network = opt['network_g']
+        levels = f', {network["spike_levels"]} spikes per step' if network.get('neuron') == 'ilif' else ''
+        self.log(f'[{variant.name}] fine-tuning {self.settings.iters} iterations ({network["T"]} steps{levels}, '
+                 f'threshold {network["v_threshold"]}, rate weight {variant.rate_weight})')
         tic = time.time()
         losses = []
         batches = SeededBatches(train_set, self.study.protocol.batch, self.settings.iters, self.settings.seed)

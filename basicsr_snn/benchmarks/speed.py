@@ -1,9 +1,10 @@
 """Speed and memory measurements behind ``scripts/bench_speed.py`` (see its help for the figures).
 
 :func:`run` times training steps and single-image inference of every SpikerIR preset at
-T = 1, 2, 4, 8 and of each preset's ReLU twin, then whole training iterations of the demo's
-``SNNModel`` and ``DistillSNNModel``, then the forward of each teacher (Restormer, PromptIR,
-AdaIR); :func:`run_under_load` times the small and base students
+T = 1, 2, 4, 8 (binary LIF neurons) and with the multi-level neuron (:data:`MULTI_LEVEL`), and of
+each preset's ReLU twin, then whole training iterations of the demo's ``SNNModel`` and
+``DistillSNNModel``, then the forward of each teacher (Restormer, PromptIR, AdaIR);
+:func:`run_under_load` times the small and base students
 (both neuron backends) and their twins on a quiet CPU and beside busy processes, at one thread
 and at every core; the ``format_*`` helpers print the rows.
 """
@@ -23,6 +24,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TIME_STEPS = (1, 2, 4, 8)
+#: the multi-level student every preset is also timed with
+MULTI_LEVEL = dict(neuron='ilif', T=1, spike_levels=4)
 FULL = dict(batch=8, size=64, infer_size=256, warmup=1, steps=3, infer_repeats=2)
 QUICK = dict(batch=2, size=16, infer_size=32, warmup=1, steps=2, infer_repeats=1)
 
@@ -210,12 +213,13 @@ def cpu_name():
 
 
 def networks():
-    """(label, preset, T, architecture options) for every benchmarked network."""
+    """(arch, preset, architecture options) for every benchmarked network."""
     from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
     for preset, options in SPIKERIR_PRESETS.items():
         for steps in TIME_STEPS:
-            yield 'SpikerIR', preset, steps, dict(options, T=steps)
-        yield 'SpikerIRReLU', preset, 1, dict(options)
+            yield 'SpikerIR', preset, dict(options, T=steps)
+        yield 'SpikerIR', preset, dict(options, **MULTI_LEVEL)
+        yield 'SpikerIRReLU', preset, dict(options)
 
 
 def run(quick=False, device='cpu', threads=None):
@@ -227,7 +231,7 @@ def run(quick=False, device='cpu', threads=None):
     if threads:
         torch.set_num_threads(threads)
     rows = []
-    for arch, preset, steps, options in networks():
+    for arch, preset, options in networks():
         torch.manual_seed(0)
         model = ARCH_REGISTRY.get(arch)(in_ch=1, out_ch=1, **options).to(device)
         train = measure_training(model, device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
@@ -236,16 +240,20 @@ def run(quick=False, device='cpu', threads=None):
             dict(
                 arch=arch,
                 preset=preset,
-                T=steps,
+                T=model.T,
+                neuron=options.get('neuron', 'relu' if arch == 'SpikerIRReLU' else 'lif'),
+                spike_levels=model.spike_levels,
                 params=sum(p.numel() for p in model.parameters()),
                 **dict(zip(('train_step_s', 'train_step_cpu_s', 'train_peak_mb', 'warmup_s'), train)),
                 **dict(zip(('infer_s', 'infer_cpu_s', 'infer_peak_mb'), infer))))
         print(format_row(rows[-1]), flush=True)
-    ratios = {}
+    ratios, multi_level_ratios = {}, {}
     for preset in sorted({row['preset'] for row in rows}):
-        snn = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIR' and r['T'] == 4)
-        ann = next(r for r in rows if r['preset'] == preset and r['arch'] == 'SpikerIRReLU')
+        ann = next(r for r in rows if r['preset'] == preset and r['neuron'] == 'relu')
+        snn = next(r for r in rows if r['preset'] == preset and r['neuron'] == 'lif' and r['T'] == 4)
+        multi_level = next(r for r in rows if r['preset'] == preset and r['neuron'] == MULTI_LEVEL['neuron'])
         ratios[preset] = {key: snn[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
+        multi_level_ratios[preset] = {key: multi_level[key] / ann[key] for key in ('train_step_s', 'train_step_cpu_s')}
     print(f'\n{"training iteration":<26} {"teacher":>10} {"train s":>8} {"cpu s":>8} {"train MB":>8}')
     model_steps = measure_model_steps(device, sizes['batch'], sizes['size'], sizes['warmup'], sizes['steps'])
     print(f'\nteacher forward, batch {sizes["batch"]} x 3 x {sizes["size"]}x{sizes["size"]}, no gradients')
@@ -264,6 +272,7 @@ def run(quick=False, device='cpu', threads=None):
             **sizes),
         rows=rows,
         train_step_ratio_snn_T4_over_relu=ratios,
+        train_step_ratio_ilif_T1_D4_over_relu=multi_level_ratios,
         model_steps=model_steps,
         teachers=teachers,
         neurons=neurons)
@@ -292,34 +301,43 @@ NEURON_SIZES = (1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22)
 
 
 def measure_neurons(quick: bool = False, repeats: int = 5) -> dict:
-    """Forward + backward of one multi-step LIF neuron (T=4) per input size: spikingjelly's op against
-    the fused kernel, and the seconds the fused kernel's first call took (compiling it)."""
+    """Forward + backward of one multi-step neuron per input size, binary LIF at T=4 and the multi-level
+    I-LIF at T=1, D=4: spikingjelly's op against the fused kernel, and the seconds the fused kernel's
+    first call took (compiling it)."""
     from spikingjelly.activation_based import surrogate
 
     from basicsr_snn.archs.fused_neuron import FusedLIFNode
+    from basicsr_snn.archs.ilif_neuron import ILIFNode
     sizes = NEURON_SIZES[:2] if quick else NEURON_SIZES
-    nodes = {backend: FusedLIFNode(neuron_backend=backend, tau=2., decay_input=False, v_threshold=0.15, v_reset=0.,
-                                   surrogate_function=surrogate.ATan(), step_mode='m')
-             for backend in ('spikingjelly', 'fused')}
+    backends = ('spikingjelly', 'fused')
+    neurons = {
+        ('lif', 4): {backend: FusedLIFNode(neuron_backend=backend, tau=2., decay_input=False, v_threshold=0.15,
+                                           v_reset=0., surrogate_function=surrogate.ATan(), step_mode='m')
+                     for backend in backends},
+        ('ilif', 1): {backend: ILIFNode(spike_levels=MULTI_LEVEL['spike_levels'], v_threshold=0.15, step_mode='m',
+                                        neuron_backend=backend) for backend in backends},
+    }
 
     def call(node, x):
         node.reset()
         node(x).sum().backward()
 
     first = time.perf_counter()
-    call(nodes['fused'], torch.randn(4, sizes[0], requires_grad=True))
+    call(neurons['lif', 4]['fused'], torch.randn(4, sizes[0], requires_grad=True))
     compile_s = time.perf_counter() - first
     rows = []
-    for size in sizes:
-        x = (torch.randn(4, size) * 0.3).requires_grad_(True)
-        times = {}
-        for backend, node in nodes.items():
-            call(node, x)
-            times[backend] = time_calls(lambda: call(node, x), repeats, torch.device('cpu'))[0]
-        rows.append(dict(elements=4 * size, spikingjelly_s=times['spikingjelly'], fused_s=times['fused'],
-                         speedup=times['spikingjelly'] / times['fused']))
-        print(f'LIF T=4, {4 * size:>9} inputs: spikingjelly {times["spikingjelly"] * 1e3:8.2f} ms, '
-              f'fused {times["fused"] * 1e3:8.2f} ms ({rows[-1]["speedup"]:.2f}x)', flush=True)
+    for (name, steps), nodes in neurons.items():
+        for size in sizes:
+            x = (torch.randn(steps, size) * 0.3).requires_grad_(True)
+            times = {}
+            for backend, node in nodes.items():
+                call(node, x)
+                times[backend] = time_calls(lambda: call(node, x), repeats, torch.device('cpu'))[0]
+            rows.append(dict(neuron=name, T=steps, elements=steps * size, spikingjelly_s=times['spikingjelly'],
+                             fused_s=times['fused'], speedup=times['spikingjelly'] / times['fused']))
+            print(f'{name.upper()} T={steps}, {steps * size:>9} inputs: spikingjelly '
+                  f'{times["spikingjelly"] * 1e3:8.2f} ms, fused {times["fused"] * 1e3:8.2f} ms '
+                  f'({rows[-1]["speedup"]:.2f}x)', flush=True)
     return dict(first_fused_call_s=compile_s, rows=rows)
 
 
@@ -379,7 +397,8 @@ def run_under_load(load: int, quick: bool = False, device: str = 'cpu') -> dict:
 
 
 # (row key, title, width, format); text columns are left-aligned, numbers right-aligned
-COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('T', 'T', 2, '{}'),
+COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('neuron', 'neuron', 6, '{}'),
+           ('T', 'T', 2, '{}'), ('spike_levels', 'D', 2, '{}'),
            ('params', 'params', 9, '{}'), ('train_step_s', 'train s', 8, '{:.3f}'),
            ('train_step_cpu_s', 'cpu s', 8, '{:.3f}'), ('train_peak_mb', 'train MB', 8, '{:.0f}'),
            ('infer_s', 'infer s', 8, '{:.3f}'), ('infer_cpu_s', 'cpu s', 8, '{:.3f}'),
@@ -388,7 +407,7 @@ COLUMNS = (('arch', 'arch', 13, '{}'), ('preset', 'preset', 6, '{}'), ('T', 'T',
 
 def format_line(texts):
     return ' '.join(
-        text.ljust(width) if key in ('arch', 'preset') else text.rjust(width)
+        text.ljust(width) if key in ('arch', 'preset', 'neuron') else text.rjust(width)
         for text, (key, _, width, _) in zip(texts, COLUMNS))
 
 
