@@ -49,7 +49,7 @@ build_model = basicsr.train.build_model
 
 def recording_model(opt):
     model = build_model(opt)
-    rank, save, reduce_loss_dict = opt['rank'], model.save, model.reduce_loss_dict
+    rank, save, reduce_loss_dict = opt['rank'], model.save, getattr(model, 'model', model).reduce_loss_dict
 
     def save_and_dump(epoch, current_iter):
         save(epoch, current_iter)
@@ -61,7 +61,10 @@ def recording_model(opt):
             keys.write(' '.join(loss_dict) + '\\n')
         return reduce_loss_dict(loss_dict)
 
-    model.save, model.reduce_loss_dict = save_and_dump, record_keys
+    model.save = save_and_dump
+    # the loss dict is reduced inside the step, by the model the training session wraps
+    trained = getattr(model, 'model', model)
+    trained.reduce_loss_dict = record_keys
     return model
 
 
