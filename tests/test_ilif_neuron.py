@@ -104,7 +104,7 @@ def test_network_options_reach_every_neuron_and_the_twin_ignores_them():
     nodes = ilif_nodes(model)
     assert len(nodes) == 2 * 7 + 3 + 3 and model.spike_levels == 3
     assert {(n.spike_levels, n.tau, n.v_threshold, n.step_mode) for n in nodes} == {(3, 3., 0.2, 'm')}
-    assert SpikerIR(**TINY_ILIF).spike_levels == 4  # the documented default D
+    assert SpikerIR(**TINY_ILIF).spike_levels == 8  # the documented default D
     assert SpikerIR(in_ch=1, out_ch=1, spike_levels=1).spike_levels == 1  # binary neurons accept D = 1
     twin = SpikerIRReLU(**dict(TINY_ILIF, neuron='relu'), spike_levels=3)
     assert not ilif_nodes(twin)

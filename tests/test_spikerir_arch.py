@@ -49,8 +49,21 @@ def test_only_the_attention_depends_on_T(T, attention):
 
 def test_defaults_are_the_small_preset():
     small = SpikerIR(in_ch=1, out_ch=1, **SPIKERIR_PRESETS['small'])
-    # worked by hand: embed 55, levels 49,810, downs 9,590, ups 4,270, head 46
-    assert count_params(SpikerIR(in_ch=1, out_ch=1)) == count_params(small) == 63_771
+    # worked by hand at T = 1: embed 55, levels 49,600, downs 9,590, ups 4,270, head 46
+    assert count_params(SpikerIR(in_ch=1, out_ch=1)) == count_params(small) == 63_561
+    # the paper's T = 4 adds 2 (T^2 - 1) temporal-attention weights in each of the 7 blocks
+    assert count_params(SpikerIR(in_ch=1, out_ch=1, neuron='lif')) == 63_771
+
+
+def test_default_neuron_is_multi_level_at_one_step_and_binary_neurons_default_to_four():
+    default = SpikerIR(in_ch=1, out_ch=1, dim=4)
+    neurons = {type(m).__name__ for m in default.modules() if hasattr(m, 'v_threshold')}
+    assert (default.T, default.spike_levels, neurons) == (1, 8, {'ILIFNode'})
+    for neuron in ('lif', 'plif', 'if'):
+        binary = SpikerIR(in_ch=1, out_ch=1, dim=4, neuron=neuron)
+        assert (binary.T, binary.spike_levels) == (4, 1)
+    assert SpikerIR(in_ch=1, out_ch=1, dim=4, T=3).T == 3
+    assert SpikerIR(in_ch=1, out_ch=1, dim=4, neuron='lif', T=2).T == 2
 
 
 @pytest.mark.parametrize('channels', [1, 3])
