@@ -20,6 +20,8 @@ from pipeline_utils import write_paired_folder
 TINY_ILIF = dict(in_ch=1, out_ch=1, dim=4, neuron='ilif', attention=False)
 
 
+pytestmark = pytest.mark.usefixtures('neuron_backend_as_configured')  # see conftest.py
+
 @pytest.fixture(autouse=True)
 def seeded():
     torch.manual_seed(0)
