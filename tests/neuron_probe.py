@@ -4,14 +4,14 @@ from collections import Counter
 
 from spikingjelly.activation_based import neuron
 
-from basicsr_snn.archs.fused_neuron import _FusedNeuron
+from basicsr_snn.archs.fused_neuron import FusedILIFMultiStep, _FusedNeuron
 
-FUSED_NODE = f'{_FusedNeuron.__name__}Backward'
+FUSED_NODES = {f'{kernel.__name__}Backward' for kernel in (_FusedNeuron, FusedILIFMultiStep)}
 
 
 def ran_fused_kernel(output):
-    """True when ``output`` (a neuron's spikes, computed with gradients) came from the fused kernel."""
-    return type(output.grad_fn).__name__ == FUSED_NODE
+    """True when ``output`` (a neuron's spikes or counts, computed with gradients) came from a fused kernel."""
+    return type(output.grad_fn).__name__ in FUSED_NODES
 
 
 @contextlib.contextmanager

@@ -23,8 +23,8 @@ def _spikerir_block(T, width, attention, shortcut):
     return count
 
 
-def spikerir_params(channels=1, dim=5, T=4, attention=True, shortcut='membrane'):
-    """SpikerIR (LIF neurons, which have no parameter) with one residual block per level, as every preset:
+def spikerir_params(channels=1, dim=5, T=1, attention=True, shortcut='membrane'):
+    """SpikerIR (its I-LIF and LIF neurons have no parameter) with one residual block per level, as every preset:
     embed, 7 levels, 3 downs, 3 ups, head."""
     widths = [dim * 2**level for level in range(4)]
     embed = 9 * channels * dim + 2 * dim                  # 3x3 conv + tdBN

@@ -1,4 +1,5 @@
 """Helpers for tests that run the real train/test entry points in a subprocess."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +13,14 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / 'basicsr_snn' / 'train.py'
 TEST_SCRIPT = REPO_ROOT / 'basicsr_snn' / 'test.py'
+
+
+def load_script(name):
+    """``scripts/<name>.py`` as a module, to call its ``main`` in this process."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / 'scripts' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_paired_folder(root, count=4, size=24, channels=1, seed=0):

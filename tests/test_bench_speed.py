@@ -4,11 +4,15 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
 from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
 from parameter_counts import restormer_params, spikerir_params
 from pipeline_utils import REPO_ROOT
 
+
+pytestmark = pytest.mark.usefixtures('neuron_backend_as_configured')  # see conftest.py
 
 def test_bench_speed_quick_writes_every_figure(tmp_path):
     out = tmp_path / 'speed.json'

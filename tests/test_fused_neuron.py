@@ -17,6 +17,8 @@ CASES = {
 }
 
 
+pytestmark = pytest.mark.usefixtures('neuron_backend_as_configured')  # see conftest.py
+
 def run(node, x_seq, grad_spikes):
     x = x_seq.clone().requires_grad_(True)
     functional.reset_net(node)

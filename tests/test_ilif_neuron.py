@@ -20,6 +20,8 @@ from pipeline_utils import write_paired_folder
 TINY_ILIF = dict(in_ch=1, out_ch=1, dim=4, neuron='ilif', attention=False)
 
 
+pytestmark = pytest.mark.usefixtures('neuron_backend_as_configured')  # see conftest.py
+
 @pytest.fixture(autouse=True)
 def seeded():
     torch.manual_seed(0)
@@ -104,7 +106,7 @@ def test_network_options_reach_every_neuron_and_the_twin_ignores_them():
     nodes = ilif_nodes(model)
     assert len(nodes) == 2 * 7 + 3 + 3 and model.spike_levels == 3
     assert {(n.spike_levels, n.tau, n.v_threshold, n.step_mode) for n in nodes} == {(3, 3., 0.2, 'm')}
-    assert SpikerIR(**TINY_ILIF).spike_levels == 4  # the documented default D
+    assert SpikerIR(**TINY_ILIF).spike_levels == 8  # the documented default D
     assert SpikerIR(in_ch=1, out_ch=1, spike_levels=1).spike_levels == 1  # binary neurons accept D = 1
     twin = SpikerIRReLU(**dict(TINY_ILIF, neuron='relu'), spike_levels=3)
     assert not ilif_nodes(twin)

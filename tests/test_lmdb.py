@@ -1,5 +1,4 @@
 """make_lmdb (scripts/make_lmdb.py) and the LMDB backend of GaussianNoiseDataset."""
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -12,16 +11,9 @@ import basicsr_snn  # noqa: F401  (registers the dataset)
 from basicsr.utils import set_random_seed
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_snn.data.lmdb_tools import make_lmdb
+from pipeline_utils import load_script
 
 GaussianNoiseDataset = DATASET_REGISTRY.get('GaussianNoiseDataset')
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / 'scripts' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

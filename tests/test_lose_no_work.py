@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, _agreed
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
-from pipeline_utils import TRAIN_SCRIPT, write_options, write_paired_folder
+from pipeline_utils import TRAIN_SCRIPT, load_script, write_options, write_paired_folder
 from snn_options import build_model, in_process_options, training_options, write_teacher_checkpoint
 
 
@@ -330,21 +330,23 @@ def test_force_yml_reads_numbers(text, value):
     assert result == value and type(result) is type(value)
 
 
-def test_check_data_lists_every_bad_image_of_a_folder_and_an_lmdb(tmp_path):
+def test_check_data_lists_every_bad_image_of_a_folder_and_an_lmdb(tmp_path, capsys):
     from basicsr_snn.data.lmdb_tools import make_lmdb
     folder = write_paired_folder(tmp_path / 'data', count=3) / 'gt'
     make_lmdb(folder, tmp_path / 'good.lmdb')
     (folder / '001.png').write_bytes(b'')
     (folder / '002.png').write_bytes((folder / '000.png').read_bytes()[:40])
     script = [sys.executable, str(TRAIN_SCRIPT.parents[1] / 'scripts' / 'check_data.py')]
-    result = subprocess.run(script + [str(folder)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(script + [str(folder)], capture_output=True, text=True, timeout=120)  # the exit code
     assert result.returncode == 1
     assert re.findall(r'BAD (\S+):', result.stdout) == [str(folder / '001.png'), str(folder / '002.png')]
     assert '3 images checked, 2 do not decode' in result.stdout
-    good = subprocess.run(script + [str(tmp_path / 'good.lmdb')], capture_output=True, text=True, timeout=120)
-    assert good.returncode == 0 and '3 images checked, 0 do not decode' in good.stdout
-    missing = subprocess.run(script + [str(tmp_path / 'absent')], capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and 'does not exist' in missing.stderr
+    check_data = load_script('check_data')
+    assert check_data.main([str(tmp_path / 'good.lmdb')]) == 0
+    assert '3 images checked, 0 do not decode' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as missing:
+        check_data.main([str(tmp_path / 'absent')])
+    assert missing.value.code == 2 and 'does not exist' in capsys.readouterr().err
 
 
 def test_noise_dataset_errors_name_the_dataset_option():

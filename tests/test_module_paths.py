@@ -41,7 +41,7 @@ def test_every_path_resolves_and_the_model_is_left_as_it_was():
     for path, type_name, shape in rows:
         assert type(model.get_submodule(path)).__name__ == type_name
         assert isinstance(shape, tuple)
-    assert ('encoder1.0.neuron1', 'FusedLIFNode', (2, 1, 4, 16, 16)) in rows
+    assert ('encoder1.0.neuron1', 'ILIFNode', (2, 1, 4, 16, 16)) in rows  # the default neuron
 
 
 def test_restormer_decoder_hint_points():

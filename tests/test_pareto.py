@@ -12,9 +12,9 @@ PARETO = REPO_ROOT / 'scripts' / 'pareto.py'
 
 def test_quick_sweep_writes_every_point_with_psnr_and_both_energies(tmp_path):
     out = tmp_path / 'pareto'
-    first = run_script(PARETO, '--quick', '--out', out, '--variants', 'base', 'T1', 'rate1+vth0.3', 'T1+D4')
+    first = run_script(PARETO, '--quick', '--out', out, '--variants', 'base', 'T2', 'rate1+vth0.3', 'T2+D4')
     summary = json.loads((out / 'pareto.json').read_text())
-    assert set(summary['points']) == {'base', 'T1', 'rate1+vth0.3', 'T1+D4'}
+    assert set(summary['points']) == {'base', 'T2', 'rate1+vth0.3', 'T2+D4'}
     assert set(summary['references']) == {'teacher', 'twin'}
     for point in list(summary['points'].values()) + list(summary['references'].values()):
         assert 5 < point['psnr'] < 60
@@ -22,19 +22,19 @@ def test_quick_sweep_writes_every_point_with_psnr_and_both_energies(tmp_path):
         assert energy['compute'] > 0 and energy['total gpu'] > energy['compute']
         assert energy['total gpu'] >= energy['total neuromorphic'] > energy['compute']
     results = {name: json.loads((out / name / 'result.json').read_text()) for name in summary['points']}
-    assert results['T1']['network']['T'] == 1 and results['base']['network']['T'] == 4
+    base = results['base']['network']  # the default base arm: ilif-t1d8.twin-init.s0
+    assert (base['neuron'], base['spike_levels'], base['T']) == ('ilif', 8, 1) and results['T2']['network']['T'] == 2
     assert results['rate1+vth0.3']['rate_opt'] == {'target': 0.02, 'loss_weight': 1.0}
     assert results['rate1+vth0.3']['network']['v_threshold'] == 0.3
-    multi_level = results['T1+D4']['network']
-    assert (multi_level['neuron'], multi_level['spike_levels'], multi_level['T']) == ('ilif', 4, 1)
-    assert 'neuron' not in results['base']['network'] or results['base']['network']['neuron'] != 'ilif'
+    multi_level = results['T2+D4']['network']
+    assert (multi_level['neuron'], multi_level['spike_levels'], multi_level['T']) == ('ilif', 4, 2)
     assert 'l_rate' in results['rate1+vth0.3']['losses'][-1] and 'l_rate' not in results['base']['losses'][-1]
     for measure, front in summary['fronts'].items():
         assert front and set(front) <= set(summary['points'])
     assert summary['target']['compute_limit_pj'] == pytest.approx(
         summary['references']['twin']['energy_pj']['compute'] / 10)
     assert_png(out / 'pareto.png')
-    assert '| T1 |' in (out / 'pareto.md').read_text()
+    assert '| T2 |' in (out / 'pareto.md').read_text()
     assert 'fine-tuning' in first.stdout
 
     second = run_script(PARETO, '--quick', '--out', out, '--variants', 'base')

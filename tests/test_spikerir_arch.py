@@ -12,7 +12,8 @@ from basicsr_snn.archs.spikerir_relu_arch import SpikerIRReLU
 from parameter_counts import spikerir_params
 
 PRESETS_AND_CHANNELS = [(preset, channels) for preset in sorted(SPIKERIR_PRESETS) for channels in (1, 3)]
-TINY = dict(dim=4, T=2)
+# the binary neurons (the multi-level default has its own tests in test_ilif_neuron.py)
+TINY = dict(dim=4, T=2, neuron='lif')
 
 
 def count_params(model):
@@ -49,8 +50,21 @@ def test_only_the_attention_depends_on_T(T, attention):
 
 def test_defaults_are_the_small_preset():
     small = SpikerIR(in_ch=1, out_ch=1, **SPIKERIR_PRESETS['small'])
-    # worked by hand: embed 55, levels 49,810, downs 9,590, ups 4,270, head 46
-    assert count_params(SpikerIR(in_ch=1, out_ch=1)) == count_params(small) == 63_771
+    # worked by hand at T = 1: embed 55, levels 49,600, downs 9,590, ups 4,270, head 46
+    assert count_params(SpikerIR(in_ch=1, out_ch=1)) == count_params(small) == 63_561
+    # the paper's T = 4 adds 2 (T^2 - 1) temporal-attention weights in each of the 7 blocks
+    assert count_params(SpikerIR(in_ch=1, out_ch=1, neuron='lif')) == 63_771
+
+
+def test_default_neuron_is_multi_level_at_one_step_and_binary_neurons_default_to_four():
+    default = SpikerIR(in_ch=1, out_ch=1, dim=4)
+    neurons = {type(m).__name__ for m in default.modules() if hasattr(m, 'v_threshold')}
+    assert (default.T, default.spike_levels, neurons) == (1, 8, {'ILIFNode'})
+    for neuron in ('lif', 'plif', 'if'):
+        binary = SpikerIR(in_ch=1, out_ch=1, dim=4, neuron=neuron)
+        assert (binary.T, binary.spike_levels) == (4, 1)
+    assert SpikerIR(in_ch=1, out_ch=1, dim=4, T=3).T == 3
+    assert SpikerIR(in_ch=1, out_ch=1, dim=4, neuron='lif', T=2).T == 2
 
 
 @pytest.mark.parametrize('channels', [1, 3])
@@ -95,7 +109,7 @@ def test_backward_fills_every_gradient(arch):
      dict(neuron='if', surrogate='sigmoid'),
      dict(detach_reset=True, surrogate_alpha=3.)])
 def test_every_spiking_neuron_outputs_binary_spikes(options):
-    model = SpikerIR(in_ch=3, out_ch=3, **TINY, **options)
+    model = SpikerIR(in_ch=3, out_ch=3, **dict(TINY, **options))
     outputs = []
     hooks = [m.register_forward_hook(lambda mod, args, out: outputs.append(out)) for m in spiking_neurons(model)]
     model(torch.rand(2, 3, 20, 20))
@@ -111,11 +125,11 @@ def test_spiking_neurons_follow_the_options():
     assert isinstance(lif, sj_neuron.LIFNode)
     assert (lif.tau, lif.v_threshold, lif.v_reset, lif.decay_input) == (2., 0.15, 0., False)
     assert lif.step_mode == 'm'
-    assert isinstance(spiking_neurons(SpikerIR(neuron='plif', **TINY))[0], sj_neuron.ParametricLIFNode)
-    assert isinstance(spiking_neurons(SpikerIR(neuron='if', **TINY))[0], sj_neuron.IFNode)
+    assert isinstance(spiking_neurons(SpikerIR(**dict(TINY, neuron='plif')))[0], sj_neuron.ParametricLIFNode)
+    assert isinstance(spiking_neurons(SpikerIR(**dict(TINY, neuron='if')))[0], sj_neuron.IFNode)
     assert spiking_neurons(SpikerIR(tau=3., v_threshold=0.5, **TINY))[0].tau == 3.
-    assert not spiking_neurons(SpikerIRReLU(**TINY))
-    assert any(isinstance(m, nn.ReLU) for m in SpikerIRReLU(**TINY).modules())
+    assert not spiking_neurons(SpikerIRReLU(dim=4, T=2))
+    assert any(isinstance(m, nn.ReLU) for m in SpikerIRReLU(dim=4, T=2).modules())
 
 
 @pytest.mark.parametrize('train', [False, True])
@@ -207,7 +221,7 @@ def test_relu_twin_has_the_same_conv_and_linear_shapes():
         assert weight_shapes(SpikerIRReLU(**options)) == snn_shapes
         assert len(snn_shapes) > 40
     # the student's option dict builds the twin; only the temporal attention depends on T
-    twin, student = SpikerIRReLU(in_ch=1, out_ch=1), SpikerIR(in_ch=1, out_ch=1)
+    twin, student = SpikerIRReLU(in_ch=1, out_ch=1), SpikerIR(in_ch=1, out_ch=1, neuron='lif')  # T = 4
     assert twin.T == 1
     differing = {k for k, shape in weight_shapes(twin).items() if weight_shapes(student)[k] != shape}
     assert differing and all('.attention.ta.' in key for key in differing)

@@ -30,7 +30,7 @@ from basicsr_snn.utils.checks import check_choice, check_int, check_number
 BINARY_NEURONS = ('lif', 'plif', 'if')
 SPIKING_NEURONS = BINARY_NEURONS + ('ilif', )
 #: D of ``neuron: ilif`` when ``spike_levels`` is not given
-DEFAULT_SPIKE_LEVELS = 4
+DEFAULT_SPIKE_LEVELS = 8
 SURROGATES = {'atan': surrogate.ATan, 'sigmoid': surrogate.Sigmoid}
 SHORTCUTS = ('membrane', 'spike')
 

@@ -2,8 +2,9 @@
 
 An arm is named ``teacher`` or ``<design>.<recipe>.s<seed>``:
 
-* designs (:data:`DESIGNS`): changes to the small SpikerIR of ``options/train_snn_denoise.yml``,
-  named by what they change (``ilif-t1d4``: the multi-level neuron at T = 1 with D = 4 spikes per
+* designs (:data:`DESIGNS`): changes to the paper's binary student (:data:`BINARY_STUDENT`: the small
+  SpikerIR of ``options/train_snn_denoise.yml`` with binary LIF neurons at T = 4), named by what they
+  change (``ilif-t1d4``: the multi-level neuron at T = 1 with D = 4 spikes per
   step; ``medium-ilif-t1d4``: the same on the medium preset);
 * recipes (:data:`RECIPES`): how the design is trained. ``twin`` trains the design's ReLU twin
   (:class:`SpikerIRReLU`, the same network with ReLU neurons at T = 1), the ceiling of that
@@ -17,6 +18,8 @@ import copy
 import re
 from dataclasses import dataclass
 
+# the study's baseline, whatever neuron the option file's student uses
+BINARY_STUDENT = {'neuron': 'lif', 'T': 4}
 DESIGNS = {
     'spike': {'shortcut': 'spike'},  # the residual shortcut re-quantises to spikes (the previous default)
     'membrane': {'shortcut': 'membrane'},  # identity of the analog input (MS-ResNet)
@@ -160,7 +163,9 @@ def twin_design(design: str) -> str:
 
 def student_network(base_network: dict, arm: Arm) -> dict:
     """``network_g`` options of an arm: the base SpikerIR with the design's changes (twins: SpikerIRReLU)."""
-    network = dict(copy.deepcopy(base_network), **DESIGNS[arm.design])
+    network = copy.deepcopy(base_network)
+    network.pop('spike_levels', None)
+    network.update(BINARY_STUDENT, **DESIGNS[arm.design])
     if arm.is_twin:
         network.update(type='SpikerIRReLU', T=1)
         for key in TWIN_IGNORED:

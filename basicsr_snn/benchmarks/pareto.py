@@ -41,7 +41,9 @@ from basicsr_snn.utils.checkpoint import atomic_save, atomic_write_text
 from basicsr_snn.utils.run_options import in_process_options
 
 RESULT = 'result.json'
-DEFAULT_VARIANTS = ('base', 'T2', 'T1', 'rate0.01', 'rate0.1', 'rate1', 'vth0.3', 'vth0.6', 'T2+rate0.1')
+# for the default multi-level student at T = 1; a binary one at T = 4 was swept with
+# base T2 T1 rate0.01 rate0.1 rate1 vth0.3 vth0.6 T2+rate0.1 (README)
+DEFAULT_VARIANTS = ('base', 'D4', 'D2', 'vth0.3', 'vth0.6', 'rate0.1', 'rate1', 'D4+vth0.3')
 _PART = re.compile(r'^(?:T(?P<T>\d+)|rate(?P<rate>\d+(?:\.\d+)?(?:e-?\d+)?)|vth(?P<vth>\d+(?:\.\d+)?)|D(?P<D>\d+))$')
 MEMORY_KEYS = ('gpu', 'neuromorphic')
 
@@ -99,7 +101,7 @@ class SweepSettings:
         rate_target (float): ``train.rate_opt.target`` of the variants with a rate penalty.
         seed (int): seed of the fine-tuning batches (the same for every variant).
     """
-    base_arm: str = 'membrane.twin-init.s0'
+    base_arm: str = 'ilif-t1d8.twin-init.s0'
     iters: int = 500
     lr: float = 8e-4
     rate_target: float = 0.02

@@ -22,7 +22,7 @@ def markdown_table(summary: dict) -> str:
         lines.append('| ' + ' | '.join([label] + scores + [rate] + energies + [', '.join(fronts) or '-']) + ' |')
     target = summary['target']
     if target is not None:
-        cheap = ', '.join(f'{name} ({loss:+.2f} dB under base)' for name, loss in target['points_under_limit'].items())
+        cheap = ', '.join(f'{name} ({loss:.2f} dB under base)' for name, loss in target['points_under_limit'].items())
         limit = format_energy(target['compute_limit_pj'])
         lines += ['', f'Points at or below 1/10 of the twin\'s compute energy ({limit}): '
                       f'{cheap or "none"}; within 0.3 dB of base: {"yes" if target["met"] else "no"}.']

@@ -217,7 +217,7 @@ def networks():
     from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
     for preset, options in SPIKERIR_PRESETS.items():
         for steps in TIME_STEPS:
-            yield 'SpikerIR', preset, dict(options, T=steps)
+            yield 'SpikerIR', preset, dict(options, neuron='lif', T=steps)
         yield 'SpikerIR', preset, dict(options, **MULTI_LEVEL)
         yield 'SpikerIRReLU', preset, dict(options)
 
@@ -346,7 +346,7 @@ def load_networks(quick):
     from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
     for preset in ('small', ) if quick else ('small', 'base'):
         for backend in ('spikingjelly', 'fused'):
-            options = dict(SPIKERIR_PRESETS[preset], T=4, neuron_backend=backend)
+            options = dict(SPIKERIR_PRESETS[preset], neuron='lif', T=4, neuron_backend=backend)
             yield f'SpikerIR {preset} T=4 {backend}', 'SpikerIR', options
         yield f'SpikerIRReLU {preset}', 'SpikerIRReLU', dict(SPIKERIR_PRESETS[preset])
 
