@@ -1,6 +1,6 @@
 """The main job, end to end and offline: demo data -> ANN teacher -> distilled SpikerIR -> test -> table.
 
-    python scripts/run_demo.py                      # everything: 4 min on 2 quiet CPU cores, 6 beside 2 busy ones
+    python scripts/run_demo.py                      # everything: about 2 min on 2 quiet CPU cores (2.6 the first time)
     python scripts/run_demo.py --teacher my.pth     # distil from a teacher checkpoint you already have
 
 Each stage is the ordinary command a user would type (printed before it runs), with the option files
