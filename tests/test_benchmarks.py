@@ -1,5 +1,4 @@
 """The benchmark scripts end to end (--quick, tiny data) and the pieces they are built from."""
-import importlib.util
 import json
 import math
 import os
@@ -14,7 +13,7 @@ import torch
 import basicsr_snn  # noqa: F401  (fixes BasicSR's imports before the modules below use it)
 from basicsr_snn.benchmarks import (SeededBatches, compare_curves, evenly_spaced, iterations_to_reach, parse_train_log,
                                     read_experiment_scalars)
-from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, run_entry_point, write_options, write_paired_folder
+from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, run_entry_point, write_options, write_paired_folder
 from snn_options import training_options, write_teacher_checkpoint
 
 from basicsr_snn.benchmarks.arms import DEFAULT_ARMS
@@ -132,13 +131,6 @@ def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
                               capture_output=True, text=True, timeout=300)
     assert mismatch.returncode != 0
     assert 'another protocol' in mismatch.stderr and "'iters'" in mismatch.stderr
-
-
-def load_script(path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def quick_study(out, iters=4):
@@ -285,7 +277,7 @@ def test_plot_training_from_log_and_tensorboard_of_a_real_run(tmp_path):
     assert 'losses, validation PSNR, firing rate from' in result.stdout and 'train_tiny_plot_' in result.stdout
     assert_png(tmp_path / 'log.png')
     assert json.loads((tmp_path / 'log.json').read_text())['losses/l_pix'][0] == [1, 2, 3, 4]
-    load_script(PLOT_TRAINING).main(['--exp', str(experiment), '--source', 'tb'])
+    load_script('plot_training').main(['--exp', str(experiment), '--source', 'tb'])
     assert_png(experiment / 'training_curves.png')
 
 

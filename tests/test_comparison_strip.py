@@ -1,12 +1,11 @@
 """Labelled comparison strips (scripts/run_demo.py -> results/demo_comparison/*.png)."""
-import importlib.util
 
 import cv2
 import numpy as np
 import pytest
 
 from basicsr_snn.utils.comparison_strip import GAP, LABEL_BAND, comparison_strip
-from pipeline_utils import REPO_ROOT
+from pipeline_utils import load_script
 
 
 def panels(height=20, width=24):
@@ -45,9 +44,7 @@ def test_color_panels_and_mismatched_panels():
 
 
 def test_the_demo_writes_labelled_strips_with_psnr(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location('run_demo', REPO_ROOT / 'scripts' / 'run_demo.py')
-    run_demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_demo)
+    run_demo = load_script('run_demo')
     monkeypatch.chdir(tmp_path)
     clean = (np.add.outer(np.arange(32), np.arange(32)) * 4).astype(np.uint8)
     (tmp_path / 'datasets' / 'demo' / 'val' / 'gray').mkdir(parents=True)

@@ -1,5 +1,4 @@
 """The offline demo set (scripts/prepare_demo_data.py) and the location of the real benchmark sets."""
-import importlib.util
 import re
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 
 from basicsr_snn.data.demo_data import TRAIN_PHOTOS, VAL_PHOTOS, make_demo_dataset
 from basicsr_snn.data.paths import shared_datasets_root
+from pipeline_utils import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_COUNTS = {'train_color': 59, 'train_gray': 135, 'val_color': 3, 'val_gray': 5}
@@ -53,9 +53,7 @@ def test_rerun_writes_nothing_and_removes_stale_tiles(tmp_path):
 
 
 def test_script_prints_what_it_wrote(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('prepare_demo_data', REPO_ROOT / 'scripts' / 'prepare_demo_data.py')
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script('prepare_demo_data')
     script.main(['--root', str(tmp_path / 'demo'), '--tile-size', '256', '--val-size', '32'])
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 4 and all('written' in line for line in out)

@@ -1,7 +1,5 @@
 """scripts/energy_report.py end to end on tiny networks and images."""
-import importlib.util
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,16 +10,12 @@ import yaml
 import basicsr_snn  # noqa: F401  (host-stack fixes, arch registration)
 from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
 from basicsr_snn.archs.spikerir_arch import SpikerIR
-
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'energy_report.py'
+from pipeline_utils import load_script
 
 
 @pytest.fixture(scope='module')
 def energy_report():
-    spec = importlib.util.spec_from_file_location('energy_report', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('energy_report')
 
 
 def test_report_from_options_file(energy_report, tmp_path, capsys):

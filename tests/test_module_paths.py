@@ -1,7 +1,5 @@
 """list_module_paths and scripts/list_modules.py: module paths with their output shapes."""
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +9,7 @@ import basicsr_snn  # noqa: F401  (registers the archs)
 from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS, Restormer
 from basicsr_snn.archs.spikerir_arch import SpikerIR
 from basicsr_snn.utils.module_paths import format_module_table, list_module_paths
-
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'list_modules.py'
+from pipeline_utils import load_script
 
 
 def test_spikerir_levels_in_execution_order_with_multi_step_shapes():
@@ -63,10 +60,7 @@ def test_table_lists_every_row():
 
 @pytest.fixture
 def list_modules_script(monkeypatch):
-    spec = importlib.util.spec_from_file_location('list_modules_script', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('list_modules')
 
 
 def run_script(script, monkeypatch, capsys, *args):

@@ -1,8 +1,6 @@
 """The cost of the all-in-one teachers: FFT counting (mmengine counts no torch.fft) and energy_report.py."""
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +11,7 @@ from basicsr_snn.analysis import analyse_energy
 from basicsr_snn.analysis.macs import count_macs
 from basicsr_snn.archs.adair_arch import ADAIR_PRESETS, AdaIR
 from basicsr_snn.archs.promptir_arch import PROMPTIR_PRESETS, PromptIR
-
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'energy_report.py'
+from pipeline_utils import load_script
 
 
 def hand_fft_macs(signals, points, real=False):
@@ -53,10 +50,7 @@ def test_adair_energy_includes_its_ffts():
 
 @pytest.fixture(scope='module')
 def energy_report():
-    spec = importlib.util.spec_from_file_location('energy_report', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('energy_report')
 
 
 @pytest.mark.parametrize('arch, presets', [('PromptIR', PROMPTIR_PRESETS), ('AdaIR', ADAIR_PRESETS)])
