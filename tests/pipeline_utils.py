@@ -1,4 +1,4 @@
-"""Helpers for tests that run the real train/test entry points in a subprocess."""
+"""Helpers for tests that run the real train/test entry points in processes of their own."""
 import importlib.util
 import os
 import subprocess
@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import torch
 import yaml
+
+from python_processes import run_python
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / 'basicsr_snn' / 'train.py'
@@ -115,16 +117,14 @@ def write_options(path, options):
 def run_entry_point(script, opt_path, *extra_args, cwd, launcher=None, nproc=1, timeout=600):
     """Run train.py/test.py (under torchrun when nproc > 1) and return the CompletedProcess."""
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    args = ['-opt', str(opt_path), *(['--launcher', launcher] if launcher else []), *extra_args]
     if nproc > 1:
         command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
-                   str(script), '-opt', str(opt_path)]
+                   str(script), *args]
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     else:
-        command = [sys.executable, str(script), '-opt', str(opt_path)]
-    if launcher:
-        command += ['--launcher', launcher]
-    command += list(extra_args)
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f'{" ".join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}'
+        result = run_python(script, *args, cwd=cwd, env=env, timeout=timeout)
+    assert result.returncode == 0, f'{" ".join(result.args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}'
     return result
 
 

@@ -6,6 +6,7 @@ import random
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import basicsr_snn  # noqa: F401  (fixes BasicSR's imports before the modules be
 from basicsr_snn.benchmarks import (SeededBatches, compare_curves, evenly_spaced, iterations_to_reach, parse_train_log,
                                     read_experiment_scalars)
 from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, run_entry_point, write_options, write_paired_folder
+from python_processes import run_python
 from snn_options import training_options, write_teacher_checkpoint
 
 from basicsr_snn.benchmarks.arms import DEFAULT_ARMS
@@ -24,8 +26,7 @@ PLOT_TRAINING = REPO_ROOT / 'scripts' / 'plot_training.py'
 
 def run_script(script, *args, timeout=300):
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-    result = subprocess.run([sys.executable, str(script), *map(str, args)], env=env, capture_output=True, text=True,
-                            timeout=timeout)
+    result = run_python(script, *args, cwd=Path.cwd(), env=env, timeout=timeout)
     assert result.returncode == 0, f'{script.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}'
     return result
 
@@ -127,8 +128,7 @@ def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
 
     second = run_script(BENCH_DISTILL, '--quick', '--out', out, '--arms', 'membrane.hkd.s0', 'teacher')
     assert second.stdout.count('finished earlier: skipped') == 2 and 'training' not in second.stdout
-    mismatch = subprocess.run([sys.executable, str(BENCH_DISTILL), '--quick', '--out', str(out), '--iters', '6'],
-                              capture_output=True, text=True, timeout=300)
+    mismatch = run_python(BENCH_DISTILL, '--quick', '--out', out, '--iters', '6', cwd=Path.cwd(), timeout=300)
     assert mismatch.returncode != 0
     assert 'another protocol' in mismatch.stderr and "'iters'" in mismatch.stderr
 

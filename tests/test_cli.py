@@ -1,19 +1,16 @@
 """The entry points as a newcomer meets them: help, one-line errors, no empty run folders, quiet logs,
 and the scripts' friendly failures."""
 import os
-import subprocess
-import sys
-
 
 from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, write_options, write_paired_folder
+from python_processes import run_python
 from snn_options import training_options
 
 
 def run(script, *args, cwd, env=None):
     environment = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', **(env or {}))
     environment.pop('BASICSR_SNN_THREADS', None)  # the tests choose the threads through $OMP_NUM_THREADS
-    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=300)
+    return run_python(script, *args, cwd=cwd, env=environment, timeout=300)
 
 
 def test_help_says_what_it_is_and_points_at_the_option_files(tmp_path):

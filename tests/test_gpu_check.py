@@ -1,8 +1,6 @@
 """scripts/check_gpu.py: its one line without CUDA, and its comparison helpers on CPU tensors."""
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,12 +8,12 @@ import torch
 from basicsr_snn.archs.spiking_blocks import NeuronSpec
 from basicsr_snn.benchmarks import gpu_check
 from pipeline_utils import REPO_ROOT
+from python_processes import run_python
 
 
 def test_without_cuda_it_says_so_in_one_line_and_exits_0(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / 'scripts' / 'check_gpu.py'), '--out',
-                             str(tmp_path / 'gpu.json')], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+    result = run_python(REPO_ROOT / 'scripts' / 'check_gpu.py', '--out', tmp_path / 'gpu.json', cwd=tmp_path,
+                        env=dict(os.environ, CUDA_VISIBLE_DEVICES=''), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == ['check_gpu.py: no CUDA device (torch.cuda.is_available() is False); '
                                           'nothing to check.']

@@ -14,7 +14,8 @@ import torch.multiprocessing as mp
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, _agreed
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
-from pipeline_utils import TRAIN_SCRIPT, load_script, write_options, write_paired_folder
+from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, write_options, write_paired_folder
+from python_processes import run_python
 from snn_options import build_model, in_process_options, training_options, write_teacher_checkpoint
 
 
@@ -103,7 +104,8 @@ def test_every_rank_takes_the_decision_of_the_worst_rank():
         probe.bind(('127.0.0.1', 0))
         port = probe.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_agree_worker, args=(port, results), nprocs=2)
+    # forks of the server that has imported the package (python_processes.py), not new interpreters
+    mp.start_processes(_agree_worker, args=(port, results), nprocs=2, start_method='forkserver')
     assert results[0] == results[1] == [True, False]
 
 
@@ -139,9 +141,7 @@ def test_the_issue_case_huge_learning_rate_stops_with_a_clear_error_and_no_nan_c
     options = training_options(tmp_path, data_root, 'lr_1e35', total_iter=20)
     options['train']['optim_g']['lr'] = 1e35
     options['logger']['save_checkpoint_freq'] = 2
-    result = subprocess.run([sys.executable, str(TRAIN_SCRIPT), '-opt', str(write_options(tmp_path / 'o.yml', options))],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    result = run_train(tmp_path, write_options(tmp_path / 'o.yml', options))
     assert result.returncode != 0
     stop = re.search(r'TrainingDiverged: Training stopped at iteration (\d+): the loss is not finite', result.stderr)
     assert stop
@@ -206,8 +206,7 @@ def test_a_crash_while_saving_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def run_train(tmp_path, options_path, *args):
-    return subprocess.run([sys.executable, str(TRAIN_SCRIPT), '-opt', str(options_path), *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    return run_python(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 
 def test_auto_resume_falls_back_to_the_previous_checkpoint_and_finishes(tmp_path, data_root):
@@ -336,8 +335,7 @@ def test_check_data_lists_every_bad_image_of_a_folder_and_an_lmdb(tmp_path, caps
     make_lmdb(folder, tmp_path / 'good.lmdb')
     (folder / '001.png').write_bytes(b'')
     (folder / '002.png').write_bytes((folder / '000.png').read_bytes()[:40])
-    script = [sys.executable, str(TRAIN_SCRIPT.parents[1] / 'scripts' / 'check_data.py')]
-    result = subprocess.run(script + [str(folder)], capture_output=True, text=True, timeout=120)  # the exit code
+    result = run_python(REPO_ROOT / 'scripts' / 'check_data.py', folder, cwd=tmp_path)  # the exit code
     assert result.returncode == 1
     assert re.findall(r'BAD (\S+):', result.stdout) == [str(folder / '001.png'), str(folder / '002.png')]
     assert '3 images checked, 2 do not decode' in result.stdout

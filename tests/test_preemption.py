@@ -17,6 +17,7 @@ from basicsr_snn.data.unreadable_samples import UNREADABLE_KEY, SkipUnreadableSa
 from basicsr_snn.training_session import TrainingSession, TrainingStopped
 from basicsr_snn.utils.checkpoint import CheckpointWriteError, atomic_write_text
 from pipeline_utils import TRAIN_SCRIPT, read_train_log, write_options, write_paired_folder
+from python_processes import run_python, start_python
 from snn_options import build_model, captured_log, in_process_options, training_options
 from test_pipeline import sr_model_options
 
@@ -39,23 +40,25 @@ def corrupt(path):
     return path
 
 
-def run(command, cwd):
-    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-
-
 def train(tmp_path, options_path, *args):
-    return run([sys.executable, str(TRAIN_SCRIPT), '-opt', str(options_path), *args], tmp_path)
+    return run_python(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=ENV)
 
 
-def train_until_signalled(tmp_path, command, experiment, signum=signal.SIGTERM, every_process=False):
-    """Start ``command``; after its first logged iteration, send ``signum`` to the process holding the
-    experiment's lock (rank 0 under torchrun), or to every process of the run as Ctrl-C and SLURM do;
-    return (exit code, output)."""
-    process = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+def train_until_signalled(tmp_path, options_path, experiment, signum=signal.SIGTERM, every_process=False,
+                          under_torchrun=False):
+    """Start train.py (under torchrun: 2 ranks) in a new session; after its first logged iteration, send
+    ``signum`` to the process holding the experiment's lock (rank 0 under torchrun), or to every process
+    of the run as Ctrl-C and SLURM do; return (exit code, output)."""
+    if under_torchrun:
+        process = subprocess.Popen([*TORCHRUN, str(TRAIN_SCRIPT), '-opt', str(options_path)], cwd=tmp_path, env=ENV,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        output = process.stdout
+    else:
+        process = start_python(TRAIN_SCRIPT, '-opt', options_path, cwd=tmp_path, env=ENV, new_session=True)
+        output = process.output_lines()
     lines = []
     try:
-        for line in process.stdout:
+        for line in output:
             lines.append(line)
             if re.search(r'iter:\s+1, lr', line):
                 if every_process:
@@ -63,7 +66,7 @@ def train_until_signalled(tmp_path, command, experiment, signum=signal.SIGTERM, 
                 else:
                     os.kill(int((experiment / '.lock').read_text().split()[0]), signum)
                 break
-        lines.extend(process.stdout)
+        lines.extend(output)
         return process.wait(timeout=300), ''.join(lines)
     finally:
         process.kill()
@@ -97,8 +100,7 @@ def test_sigterm_saves_the_stop_iteration_and_the_resumed_run_equals_an_uninterr
     unreadable = corrupt(data / 'gt' / '002.png')
     experiment = tmp_path / 'experiments' / 'stopped'
     long_run = write_options(tmp_path / 'long.yml', deterministic_options(data, 'stopped', total_iter=10 ** 5))
-    code, output = train_until_signalled(tmp_path, [sys.executable, str(TRAIN_SCRIPT), '-opt', str(long_run)],
-                                         experiment)
+    code, output = train_until_signalled(tmp_path, long_run, experiment)
     assert code == STOPPED_EXIT_CODE, output[-4000:]
     stopped_at, state = stop_iteration(output)
     assert state == experiment / 'training_states' / f'{stopped_at}.state'
@@ -123,8 +125,7 @@ def test_a_signal_to_every_process_spares_the_loader_workers(tmp_path):
     opt = deterministic_options(data, 'workers', total_iter=10 ** 5)
     opt['datasets']['train']['num_worker_per_gpu'] = 2
     options = write_options(tmp_path / 'o.yml', opt)
-    code, output = train_until_signalled(tmp_path, [sys.executable, str(TRAIN_SCRIPT), '-opt', str(options)],
-                                         experiment, signal.SIGUSR1, every_process=True)
+    code, output = train_until_signalled(tmp_path, options, experiment, signal.SIGUSR1, every_process=True)
     assert code == STOPPED_EXIT_CODE, output[-4000:]
     stopped_at, state = stop_iteration(output, 'SIGUSR1')
     assert torch.load(state, weights_only=False)['iter'] == stopped_at
@@ -136,13 +137,14 @@ def test_torchrun_ranks_stop_at_the_same_iteration_and_resume(tmp_path):
     experiment = tmp_path / 'experiments' / 'stopped_ddp'
     options = write_options(tmp_path / 'long.yml', deterministic_options(data, 'stopped_ddp', total_iter=10 ** 5))
     # only rank 0 (the lock's holder) receives the signal: rank 1 stops because they agree
-    code, output = train_until_signalled(tmp_path, [*TORCHRUN, str(TRAIN_SCRIPT), '-opt', str(options)], experiment)
+    code, output = train_until_signalled(tmp_path, options, experiment, under_torchrun=True)
     assert code != 0
     assert re.search(rf'exitcode\s*: {STOPPED_EXIT_CODE}', output), output[-4000:]
     stopped_at, state = stop_iteration(output)
     assert state.is_file() and not (experiment / '.lock').exists()
     longer = write_options(tmp_path / 'r.yml', deterministic_options(data, 'stopped_ddp', stopped_at + 2))
-    resumed = run([*TORCHRUN, str(TRAIN_SCRIPT), '-opt', str(longer), '--auto_resume'], tmp_path)
+    resumed = subprocess.run([*TORCHRUN, str(TRAIN_SCRIPT), '-opt', str(longer), '--auto_resume'], cwd=tmp_path,
+                             env=ENV, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert started_at(experiment) == stopped_at
     assert (experiment / 'models' / 'net_g_latest.pth').is_file()
@@ -219,15 +221,13 @@ def test_a_crash_saves_the_last_completed_iteration_and_auto_resume_continues(tm
     script = tmp_path / 'failing_run.py'
     script.write_text(FAILING_RUN)
     # batches of 2 (SRModel has no preflight): the 8th sample fails iteration 4, after 3 complete ones
-    crashed = subprocess.run([sys.executable, str(script), '-opt', str(options)], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=600, env=dict(ENV, FAIL_AT_SAMPLE='8'))
+    crashed = run_python(script, '-opt', options, cwd=tmp_path, env=dict(ENV, FAIL_AT_SAMPLE='8'))
     assert crashed.returncode != 0 and 'a bug in the data pipeline' in crashed.stderr
     experiment = tmp_path / 'experiments' / 'crashed'
     state = experiment / 'training_states' / '3.state'
     assert f'RuntimeError after iteration 3: saved its checkpoint {state}' in crashed.stderr
     assert torch.load(state, weights_only=False)['iter'] == 3
-    resumed = subprocess.run([sys.executable, str(script), '-opt', str(options), '--auto_resume'], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=600, env=dict(ENV, FAIL_AT_SAMPLE='0'))
+    resumed = run_python(script, '-opt', options, '--auto_resume', cwd=tmp_path, env=dict(ENV, FAIL_AT_SAMPLE='0'))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert started_at(experiment) == 3
     assert (experiment / 'models' / 'net_g_latest.pth').is_file()
