@@ -36,7 +36,7 @@ random weights: speed does not depend on them). The difference is the teacher's 
 
 A last table gives the teachers' share of a distillation step: the forward of Restormer, PromptIR
 and AdaIR at their authors' configurations (3 channels; random weights) on the training batch
-(batch 8 of 3 x 64x64; ``--quick``: 2 of 16x16), in eval mode without gradients, as
+(batch 8 of 3 x 64x64; ``--quick``: 2 of 8x8), in eval mode without gradients, as
 ``DistillSNNModel`` runs them (``teachers``: ``forward_s``, ``forward_cpu_s``, ``forward_peak_mb``).
 
 The tables end with the step-time ratios SNN(T=4) / ReLU twin and I-LIF(T=1, D=4) / ReLU twin for

@@ -1,8 +1,6 @@
 """scripts/bench_speed.py --quick runs end to end and writes complete figures."""
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -10,14 +8,19 @@ from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
 from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
 from parameter_counts import restormer_params, spikerir_params
 from pipeline_utils import REPO_ROOT
+from python_processes import run_python
 
 
 pytestmark = pytest.mark.usefixtures('neuron_backend_as_configured')  # see conftest.py
 
+
+def bench_speed(cwd, *args):
+    result = run_python(REPO_ROOT / 'scripts' / 'bench_speed.py', *args, cwd=cwd)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
 def test_bench_speed_quick_writes_every_figure(tmp_path):
     out = tmp_path / 'speed.json'
-    subprocess.run([sys.executable, str(REPO_ROOT / 'scripts' / 'bench_speed.py'), '--quick', '--threads', '1',
-                    '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
+    bench_speed(tmp_path, '--quick', '--threads', '1', '--out', out)
     results = json.loads(out.read_text())
 
     presets = ('small', 'medium', 'base')
@@ -47,7 +50,7 @@ def test_bench_speed_quick_writes_every_figure(tmp_path):
     assert all(row['spikingjelly_s'] > 0 and row['fused_s'] > 0 for row in neurons['rows'])
     assert all(row['warmup_s'] > 0 for row in results['rows'])
     assert [(row['teacher'], row['batch'], row['size']) for row in results['teachers']] == [
-        ('Restormer', 2, 16), ('PromptIR', 2, 16), ('AdaIR', 2, 16)]
+        ('Restormer', 2, 8), ('PromptIR', 2, 8), ('AdaIR', 2, 8)]
 
 
 def test_teacher_forward_rows_at_the_authors_configurations():
@@ -63,8 +66,7 @@ def test_teacher_forward_rows_at_the_authors_configurations():
 
 def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):
     out = tmp_path / 'load.json'
-    subprocess.run([sys.executable, str(REPO_ROOT / 'scripts' / 'bench_speed.py'), '--quick', '--load', '1',
-                    '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
+    bench_speed(tmp_path, '--quick', '--load', '1', '--out', out)
     results = json.loads(out.read_text())
     networks = {'SpikerIR small T=4 spikingjelly', 'SpikerIR small T=4 fused', 'SpikerIRReLU small'}
     assert results['load'] == 1 and {row['load'] for row in results['rows']} == {0, 1}
@@ -79,8 +81,7 @@ def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):
 
 def test_bench_speed_amp_times_iterations_with_and_without_mixed_precision(tmp_path):
     out = tmp_path / 'amp.json'
-    subprocess.run([sys.executable, str(REPO_ROOT / 'scripts' / 'bench_speed.py'), '--quick', '--amp', 'bf16',
-                    '--threads', '1', '--out', str(out)], check=True, capture_output=True, text=True, timeout=600)
+    bench_speed(tmp_path, '--quick', '--amp', 'bf16', '--threads', '1', '--out', out)
     results = json.loads(out.read_text())
     runs = ['scratch (SNNModel)', 'H-KD, Restormer small', 'H-KD, Restormer paper']
     assert results['amp'] == 'bf16'

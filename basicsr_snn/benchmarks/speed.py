@@ -27,7 +27,7 @@ TIME_STEPS = (1, 2, 4, 8)
 #: the multi-level student every preset is also timed with
 MULTI_LEVEL = dict(neuron='ilif', T=1, spike_levels=4)
 FULL = dict(batch=8, size=64, infer_size=256, warmup=1, steps=3, infer_repeats=2)
-QUICK = dict(batch=2, size=16, infer_size=32, warmup=1, steps=2, infer_repeats=1)
+QUICK = dict(batch=2, size=8, infer_size=8, warmup=1, steps=2, infer_repeats=1)
 
 
 class PeakMemory:
