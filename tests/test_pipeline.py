@@ -56,10 +56,12 @@ def test_train_validate_save_then_test(tmp_path):
     assert len(list((results / 'visualization' / 'tiny_val').glob('*.png'))) == 4
 
 
-def test_torchrun_two_ranks_on_cpu(tmp_path):
+def test_torchrun_two_ranks_on_cpu_without_the_launcher_flag(tmp_path):
+    """Under torchrun a missing --launcher is inferred (an explicit one: test_distill_model's torchrun test)."""
     data = write_paired_folder(tmp_path / 'data')
     opt = write_options(tmp_path / 'train.yml', sr_model_options(data, 'tiny_ddp'))
-    result = run_entry_point(write_rank_recording_script(tmp_path), opt, cwd=tmp_path, launcher='pytorch', nproc=2)
+    result = run_entry_point(write_rank_recording_script(tmp_path), opt, cwd=tmp_path, nproc=2)
+    assert 'using --launcher pytorch' in result.stdout
     assert 'World size (gpu number): 2' in result.stdout + result.stderr + read_train_log(
         tmp_path / 'experiments' / 'tiny_ddp')
     assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['tiny_ddp']
@@ -69,14 +71,6 @@ def test_torchrun_two_ranks_on_cpu(tmp_path):
     assert saves == [2, 4, -1]
     saved = torch.load(tmp_path / 'experiments' / 'tiny_ddp' / 'models' / 'net_g_latest.pth')['params']
     assert all(torch.equal(saved[key], value) for key, value in rank0[-1].items())
-
-
-def test_torchrun_without_launcher_flag_infers_it(tmp_path):
-    data = write_paired_folder(tmp_path / 'data')
-    opt = write_options(tmp_path / 'train.yml', sr_model_options(data, 'tiny_ddp_inferred', total_iter=2))
-    result = run_entry_point(TRAIN_SCRIPT, opt, cwd=tmp_path, nproc=2)
-    assert 'using --launcher pytorch' in result.stdout
-    assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['tiny_ddp_inferred']
 
 
 def test_auto_resume_continues_from_saved_iteration(tmp_path):
