@@ -2,23 +2,31 @@
 import os
 
 import pytest
-import torch
 
-import basicsr_snn  # noqa: F401  (fixes BasicSR for today's torchvision before any test imports it)
-from basicsr_snn.archs.fused_neuron import BACKEND_ENV_VAR
 
-# Tests use tiny tensors, which gain nothing from threads; on a loaded machine spinning OpenMP
-# workers make each step many times slower.
-torch.set_num_threads(1)
+def pytest_configure(config):
+    """Set up a process that runs tests. pytest-xdist's controller only hands tests to its workers, so it
+    skips this (importing torch, BasicSR and the package: seconds of CPU while the workers start)."""
+    if getattr(config.option, 'numprocesses', None) and not hasattr(config, 'workerinput'):
+        return
+    import torch
 
-# End-to-end tests (and the processes they start, which inherit the environment) run spikingjelly's
-# neuron op: the fused kernel would be compiled in every process, by a C++ compiler where inductor's
-# cache is cold (a new machine, CI), which costs more than most of those tests. The fused kernel is
-# held to spikingjelly's op by the modules that use the fixture below.
-os.environ.setdefault(BACKEND_ENV_VAR, 'spikingjelly')
+    import basicsr_snn  # noqa: F401  (fixes BasicSR for today's torchvision before any test imports it)
+    from basicsr_snn.archs.fused_neuron import BACKEND_ENV_VAR
+
+    # Tests use tiny tensors, which gain nothing from threads; on a loaded machine spinning OpenMP
+    # workers make each step many times slower.
+    torch.set_num_threads(1)
+
+    # End-to-end tests (and the processes they start, which inherit the environment) run spikingjelly's
+    # neuron op: the fused kernel would be compiled in every process, by a C++ compiler where inductor's
+    # cache is cold (a new machine, CI), which costs more than most of those tests. The fused kernel is
+    # held to spikingjelly's op by the modules that use the fixture below.
+    os.environ.setdefault(BACKEND_ENV_VAR, 'spikingjelly')
 
 
 @pytest.fixture
 def neuron_backend_as_configured(monkeypatch):
     """Lift the override above: every network runs the backend its options ask for (fused where it pays)."""
+    from basicsr_snn.archs.fused_neuron import BACKEND_ENV_VAR
     monkeypatch.delenv(BACKEND_ENV_VAR, raising=False)
