@@ -51,6 +51,25 @@ def test_fused_equals_spikingjelly(case):
         torch.testing.assert_close(fused_grad, reference_grad, rtol=1e-5, atol=1e-6)
 
 
+def test_one_compiled_variant_serves_layers_of_every_shape():
+    from torch._dynamo.utils import counters
+    node = FusedLIFNode(neuron_backend='fused', tau=2., decay_input=False, v_threshold=0.15, v_reset=0.,
+                        surrogate_function=surrogate.ATan(), step_mode='m')
+
+    def forward_and_backward(shape):
+        functional.reset_net(node)
+        x = (torch.randn(shape) * 0.3).requires_grad_(True)
+        spikes = node(x)
+        spikes.sum().backward()
+        assert ran_fused_kernel(spikes) and x.grad.shape == x.shape
+
+    forward_and_backward((4, 2, 3, 9, 7))  # compiles both loops at T = 4, or finds them compiled
+    compiled = counters['stats']['unique_graphs']
+    for shape in ((4, 5, 6), (4, 1, 8, 2, 2), (4, 3, 16), (4, 2, 3, 9, 7)[:-1]):
+        forward_and_backward(shape)
+    assert counters['stats']['unique_graphs'] == compiled
+
+
 def test_spikerir_trains_the_same_with_either_backend():
     torch.manual_seed(0)
     image = torch.rand(2, 1, 12, 12)

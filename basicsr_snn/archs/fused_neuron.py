@@ -5,7 +5,9 @@ per step forward and 12 backward. Each is its own parallel region, so on a CPU s
 work every op waits for the slowest thread. Here the same recurrence (hard reset to 0, input not
 decayed: what :class:`~basicsr_snn.archs.spiking_blocks.NeuronSpec` builds) is compiled by
 ``torch.compile`` into one loop kernel for the forward and one for the backward, inside an
-autograd function whose gradients are those of spikingjelly's surrogate (ATan or Sigmoid).
+autograd function whose gradients are those of spikingjelly's surrogate (ATan or Sigmoid). The loops
+see every input flattened to ``(T, N)``, so one compiled variant per T and neuron kind serves the
+layers of every shape (and a machine compiles it once: inductor caches it on disk).
 
 The multi-level I-LIF (:class:`~basicsr_snn.archs.ilif_neuron.ILIFNode`: counts, soft reset, a
 straight-through gradient) has its own pair of loops, :class:`FusedILIFMultiStep`, used at any T.
@@ -99,9 +101,15 @@ def _backward_loop(grad_spikes, grad_v, charged, v0, threshold: float, decay_kin
     return torch.stack(grads), carry, grad_decay
 
 
-#: compiled variants kept per loop: one per T, batch of one or more, neuron kind and settings; dynamo's
+#: compiled variants kept per loop: one per T, neuron kind and settings; dynamo's
 #: default of 8 is reached by a process that benchmarks several T, after which it would run uncompiled
 RECOMPILE_LIMIT = 64
+
+
+def _flat(tensor, steps=False):
+    """``tensor`` as ``(N,)``, or ``(T, N)`` with ``steps``, and not a view: the loops are elementwise, so one
+    compiled variant serves a layer of any shape (dynamo would guard on a view's base, and so recompile)."""
+    return (tensor.reshape(tensor.shape[0], -1) if steps else tensor.reshape(-1)).detach()
 
 
 def _run_compiled(name, *args):
@@ -149,17 +157,18 @@ class FusedILIFMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_seq, v0, tau, threshold, levels, detach_reset):
-        counts, charged, v = _run_compiled('ilif_forward', x_seq, v0, tau, threshold, levels)
+        counts, charged, v = _run_compiled('ilif_forward', _flat(x_seq, steps=True), _flat(v0), tau, threshold,
+                                           levels)
         ctx.save_for_backward(charged)
-        ctx.settings = (tau, threshold, levels, detach_reset)
-        return counts, v
+        ctx.settings, ctx.shape = (tau, threshold, levels, detach_reset), x_seq.shape
+        return counts.view(x_seq.shape), v.view(x_seq.shape[1:])
 
     @staticmethod
     def backward(ctx, grad_counts, grad_v):
         charged, = ctx.saved_tensors
-        grad_x, grad_v0 = _run_compiled('ilif_backward', grad_counts.contiguous(), grad_v.contiguous(), charged,
+        grad_x, grad_v0 = _run_compiled('ilif_backward', _flat(grad_counts, steps=True), _flat(grad_v), charged,
                                         *ctx.settings)
-        return grad_x, grad_v0, None, None, None, None
+        return grad_x.view(ctx.shape), grad_v0.view(ctx.shape[1:]), None, None, None, None
 
 
 class _FusedNeuron(torch.autograd.Function):
@@ -167,10 +176,11 @@ class _FusedNeuron(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, w, threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset):
         decay = w.sigmoid() if decay_kind == 'plif' else tau
-        spikes, charged, v = _run_compiled('forward', x_seq, v0, threshold, decay_kind, decay)
+        v0 = _flat(v0)
+        spikes, charged, v = _run_compiled('forward', _flat(x_seq, steps=True), v0, threshold, decay_kind, decay)
         ctx.save_for_backward(charged, v0, w)
-        ctx.settings = (threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset)
-        return spikes, v
+        ctx.settings, ctx.shape = (threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset), x_seq.shape
+        return spikes.view(x_seq.shape), v.view(x_seq.shape[1:])
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_v):
@@ -178,17 +188,19 @@ class _FusedNeuron(torch.autograd.Function):
         threshold, decay_kind, tau, surrogate_kind, alpha, detach_reset = ctx.settings
         q = w.sigmoid() if decay_kind == 'plif' else None
         grad_x, grad_v0, grad_decay = _run_compiled(
-            'backward', grad_spikes.contiguous(), grad_v.contiguous(), charged, v0, threshold, decay_kind,
+            'backward', _flat(grad_spikes, steps=True), _flat(grad_v), charged, v0, threshold, decay_kind,
             tau if q is None else q, surrogate_kind, alpha, detach_reset)
         grad_w = (grad_decay.sum() * q * (1 - q)).reshape(w.shape) if q is not None else None
-        return grad_x, grad_v0, grad_w, None, None, None, None, None, None
+        return grad_x.view(ctx.shape), grad_v0.view(ctx.shape[1:]), grad_w, None, None, None, None, None, None
 
 
 def _compiles() -> bool:
-    """Whether ``torch.compile`` works here (a C++ compiler for inductor); checked once, on a tiny input."""
+    """Whether ``torch.compile`` works here (a C++ compiler for inductor); checked once, on a tiny input, as
+    the forward of the default multi-level neuron runs (T = 1, no gradients), which it compiles for later."""
     if not _compile_failure and 'checked' not in _compiled:
         try:
-            _run_compiled('forward', torch.zeros(1, 2), torch.zeros(2), 1., 'if', 0.)
+            with torch.no_grad():
+                _run_compiled('ilif_forward', torch.zeros(1, 2), torch.zeros(2), 2., 1., 8)
             _compiled['checked'] = True
         except Exception as error:  # noqa: BLE001  (any compiler failure means: use spikingjelly's op)
             _compile_failure.append(error)
