@@ -8,19 +8,16 @@ from basicsr_snn.archs.restormer_arch import RESTORMER_PRESETS
 from basicsr_snn.archs.spikerir_arch import SPIKERIR_PRESETS
 from parameter_counts import restormer_params, spikerir_params
 from pipeline_utils import REPO_ROOT
-from python_processes import run_python
+from test_benchmarks import run_script
 
+BENCH_SPEED = REPO_ROOT / 'scripts' / 'bench_speed.py'
 
 pytestmark = pytest.mark.usefixtures('neuron_backend_as_configured')  # see conftest.py
 
 
-def bench_speed(cwd, *args):
-    result = run_python(REPO_ROOT / 'scripts' / 'bench_speed.py', *args, cwd=cwd)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
 def test_bench_speed_quick_writes_every_figure(tmp_path):
     out = tmp_path / 'speed.json'
-    bench_speed(tmp_path, '--quick', '--threads', '1', '--out', out)
+    run_script(BENCH_SPEED, '--quick', '--threads', '1', '--out', out)
     results = json.loads(out.read_text())
 
     presets = ('small', 'medium', 'base')
@@ -66,7 +63,7 @@ def test_teacher_forward_rows_at_the_authors_configurations():
 
 def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):
     out = tmp_path / 'load.json'
-    bench_speed(tmp_path, '--quick', '--load', '1', '--out', out)
+    run_script(BENCH_SPEED, '--quick', '--load', '1', '--out', out)
     results = json.loads(out.read_text())
     networks = {'SpikerIR small T=4 spikingjelly', 'SpikerIR small T=4 fused', 'SpikerIRReLU small'}
     assert results['load'] == 1 and {row['load'] for row in results['rows']} == {0, 1}
@@ -81,7 +78,7 @@ def test_bench_speed_load_compares_quiet_and_busy_runs(tmp_path):
 
 def test_bench_speed_amp_times_iterations_with_and_without_mixed_precision(tmp_path):
     out = tmp_path / 'amp.json'
-    bench_speed(tmp_path, '--quick', '--amp', 'bf16', '--threads', '1', '--out', out)
+    run_script(BENCH_SPEED, '--quick', '--amp', 'bf16', '--threads', '1', '--out', out)
     results = json.loads(out.read_text())
     runs = ['scratch (SNNModel)', 'H-KD, Restormer small', 'H-KD, Restormer paper']
     assert results['amp'] == 'bf16'

@@ -65,7 +65,7 @@ def test_one_compiled_variant_serves_layers_of_every_shape():
 
     forward_and_backward((4, 2, 3, 9, 7))  # compiles both loops at T = 4, or finds them compiled
     compiled = counters['stats']['unique_graphs']
-    for shape in ((4, 5, 6), (4, 1, 8, 2, 2), (4, 3, 16), (4, 2, 3, 9, 7)[:-1]):
+    for shape in ((4, 5, 6), (4, 1, 8, 2, 2), (4, 3, 16), (4, 2, 3, 9)):
         forward_and_backward(shape)
     assert counters['stats']['unique_graphs'] == compiled
 
