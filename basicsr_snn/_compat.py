@@ -10,8 +10,8 @@ Two kinds, applied at two moments:
   resume, data order, CPU DDP. A program that imports the package for its networks or models
   keeps BasicSR as it is.
 
-Each fix is idempotent and leaves a BasicSR that is already fixed upstream alone. The README's
-"Compatibility" section lists them with their reasons.
+Each fix is idempotent and leaves a BasicSR that is already fixed upstream alone. docs/compatibility.md
+lists them with their reasons.
 """
 import functools
 import importlib.util

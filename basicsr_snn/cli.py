@@ -38,7 +38,7 @@ usage: {command} -opt OPTIONS.yml [--launcher none|pytorch] [--auto_resume] [--d
   --force_yml        override options, e.g. --force_yml train:total_iter=1000 network_g:T=2
   --debug            BasicSR's debug mode; also shows the full traceback of an error
 
-Writes {output}<name>/ in the current directory. Threads: $BASICSR_SNN_THREADS (see the README).
+Writes {output}<name>/ in the current directory. Threads: $BASICSR_SNN_THREADS (see docs/speed.md).
 {STOPPED if kind == 'train' else ''}"""
 
 

@@ -13,7 +13,7 @@ it, :mod:`basicsr_snn._compat`), which adds, for any model class:
   the last completed iteration through the same save path, if its weights are finite, logs one line
   naming it and re-raises. Every rank holds the same weights, optimizer and scheduler at the end of
   an iteration, so rank 0 needs no other rank to save; a rank blocked in a collective by a dead
-  peer cannot save (see the README).
+  peer cannot save (see docs/losing_no_work.md).
 * **Unreadable training files** (:mod:`basicsr_snn.data.unreadable_samples`): each batch carries the
   files replaced on its way; the session gathers them over the ranks, warns once per file and stops
   after ``datasets.train.max_bad_samples`` distinct ones.

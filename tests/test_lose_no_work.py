@@ -189,7 +189,8 @@ def test_resume_with_no_loadable_checkpoint_names_the_files(tmp_path):
         (tmp_path / folder).mkdir()
     write_checkpoint(tmp_path, 3, labels=('net_g', ))
     (tmp_path / 'models' / 'net_g_3.pth').write_bytes(b'')
-    with pytest.raises(RuntimeError, match=r'no checkpoint in .* loads: .*net_g_3\.pth: EOFError'):
+    # the error's name after the file is torch's (EOFError with torch 2.14), not asserted
+    with pytest.raises(RuntimeError, match=r'no checkpoint in .* loads: .*net_g_3\.pth: \w+'):
         newest_complete_checkpoint(tmp_path / 'training_states', tmp_path / 'models')
     assert newest_complete_checkpoint(tmp_path / 'absent', tmp_path / 'models') == (None, [])
 

@@ -90,3 +90,18 @@ def test_run_trains_through_a_basicsr_checkouts_train_script(tmp_path):
 
 def test_console_script_is_declared():
     assert 'basicsr-snn-run=basicsr_snn.run:main' in (REPO_ROOT / 'setup.py').read_text()
+
+
+def test_torchaudio_is_never_imported():
+    """spikingjelly 2.0.0 requires torchaudio, whose newest release (2.11) is built for an older torch than
+    the tested 2.14: the package, its entry points, BasicSR's pipeline and the energy analysis never load it."""
+    out = run_python(textwrap.dedent('''
+        import sys
+        import basicsr_snn, basicsr_snn.train, basicsr_snn.test, basicsr_snn.run
+        import basicsr_snn.analysis.energy, basicsr_snn.analysis.spikingjelly_estimates
+        from basicsr_snn._compat import apply_pipeline_fixes
+        apply_pipeline_fixes()
+        import basicsr.train, basicsr.test
+        print(sorted(name for name in sys.modules if name.split('.')[0] == 'torchaudio'))
+    '''))
+    assert out.split() == ['[]']

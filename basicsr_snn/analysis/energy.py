@@ -1,6 +1,6 @@
 """Compute-energy estimate shared by spiking students, their ReLU twins and ANN teachers.
 
-The convention (the README's "Energy" section states it for users):
+The convention (docs/energy.md states it for users):
 
 * MACs per layer come from ``mmengine.analysis`` (:mod:`.macs`) on one image, over every
   time step the layer actually ran.

@@ -5,7 +5,7 @@ with an adaptive frequency learning block at three points of the decoder: freque
 (the input image split into low and high frequencies by a learned mask on its spectrum, plain
 ``torch.fft``) and frequency modulation of the decoder features by both bands. Option, module
 and parameter names follow the authors' release (``net/model.py`` of ``c-yn/AdaIR``), so that
-their checkpoints load with ``strict=True`` (through ``path.strip_prefix_t: net.``, see the README).
+their checkpoints load with ``strict=True`` (through ``path.strip_prefix_t: net.``, see docs/options.md).
 """
 from collections.abc import Sequence
 

@@ -4,7 +4,7 @@ Written from the paper: Restormer's UNet (:class:`~basicsr_snn.archs.restormer_a
 with a prompt-generation block and a prompt-interaction block at three points of the decoder.
 Option, module and parameter names follow the authors' release (``net/model.py`` of
 ``va1shn9v/PromptIR``), so that their checkpoints load with ``strict=True`` (through
-``path.strip_prefix_t: net.``, see the README).
+``path.strip_prefix_t: net.``, see docs/options.md).
 """
 from collections.abc import Sequence
 

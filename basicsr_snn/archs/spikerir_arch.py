@@ -22,7 +22,7 @@ SPIKERIR_PRESETS = {
 }
 ENCODINGS = ('direct', 'rate')
 # time steps where T is left out: a multi-level count carries in one step what binary spikes carry in
-# about four (the README's gap study); a ReLU network computes the same thing at every step
+# about four (the gap study, docs/results.md); a ReLU network computes the same thing at every step
 DEFAULT_T = {'ilif': 1, 'lif': 4, 'plif': 4, 'if': 4, 'relu': 1}
 
 
@@ -132,9 +132,9 @@ class SpikerIR(nn.Module):
     student fires binary spikes: ``count = clamp(round(h / v_threshold), 0, D)`` with a straight-through
     gradient inside ``[0, D]``, reset by subtracting ``count * v_threshold``; at T = 1 it has no
     recurrence and acts as a (D + 1)-level activation quantiser whose output, expanded, is D binary
-    spike maps. It is the default (T = 1, D = 8) because the README's gap study measured it within
-    0.3 dB of the ReLU twin where the binary student at T = 4 ends about 1 dB under it, at a lower
-    total energy; ``neuron: lif`` (T then defaults to 4) gives the paper's student.
+    spike maps. It is the default (T = 1, D = 8) because the gap study (docs/results.md) measured it
+    much closer to the ReLU twin than the binary student at T = 4, at a lower total energy
+    (docs/energy.md); ``neuron: lif`` (T then defaults to 4) gives the paper's student.
     """
 
     neuron_choices = ('lif', 'plif', 'if', 'ilif')

@@ -42,7 +42,7 @@ from basicsr_snn.utils.run_options import in_process_options
 
 RESULT = 'result.json'
 # for the default multi-level student at T = 1; a binary one at T = 4 was swept with
-# base T2 T1 rate0.01 rate0.1 rate1 vth0.3 vth0.6 T2+rate0.1 (README)
+# base T2 T1 rate0.01 rate0.1 rate1 vth0.3 vth0.6 T2+rate0.1 (docs/results.md)
 DEFAULT_VARIANTS = ('base', 'D4', 'D2', 'vth0.3', 'vth0.6', 'rate0.1', 'rate1', 'D4+vth0.3')
 _PART = re.compile(r'^(?:T(?P<T>\d+)|rate(?P<rate>\d+(?:\.\d+)?(?:e-?\d+)?)|vth(?P<vth>\d+(?:\.\d+)?)|D(?P<D>\d+))$')
 MEMORY_KEYS = ('gpu', 'neuromorphic')

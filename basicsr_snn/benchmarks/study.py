@@ -43,7 +43,7 @@ QUICK = dict(iters=4, teacher_iters=4, batch=2, crop=32, val_every=2, val_images
 
 @dataclass(frozen=True)
 class StudyProtocol:
-    """What every arm of one study shares. The defaults are the CPU-scale study of the README."""
+    """What every arm of one study shares. The defaults are the CPU-scale study of docs/results.md."""
     train_dir: str
     val_dirs: tuple
     sigma: float = 25.
