@@ -37,6 +37,7 @@ from basicsr_snn.data.unreadable_samples import DEFAULT_MAX_BAD_SAMPLES, UNREADA
 from basicsr_snn.models.training_guard import TrainingDiverged, max_over_ranks
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import CheckpointWriteError
+from basicsr_snn.utils.lr_schedule import ScheduleState, align_resumed_schedule
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 WRITE_FIX = 'free space or move experiments/ to a larger disk, then rerun with --auto_resume'
@@ -100,6 +101,7 @@ class TrainingSession:
     def __init__(self, model, opt: dict, iterations_per_epoch: int):
         self.model, self.opt, self.iterations_per_epoch = model, opt, max(1, iterations_per_epoch)
         self.completed_iter = 0
+        self.completed_schedule = None  # the ScheduleState of completed_iter
         self.saved_iter = None
         self.unreadable = {}  # file -> reason, in the order met
         self.max_bad_samples = (opt['datasets'].get('train') or {}).get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES)
@@ -112,8 +114,17 @@ class TrainingSession:
     # what the loop calls --------------------------------------------------------------------------
 
     def resume_training(self, resume_state):
+        options_schedule = ScheduleState.of(self.model)
         self.model.resume_training(resume_state)
+        optimizer_keys = [key for key in self.opt['train'] if key.startswith('optim_')]
+        if len(optimizer_keys) != len(self.model.optimizers):
+            optimizer_keys = [f'the learning rate of optimizer {i}' for i in range(len(self.model.optimizers))]
+        else:
+            optimizer_keys = [f'train.{key}.lr' for key in optimizer_keys]
+        for correction in align_resumed_schedule(self.model, options_schedule, resume_state, optimizer_keys):
+            get_root_logger().warning(f'Resume: {correction}.')
         self.completed_iter = self.saved_iter = resume_state['iter']
+        self.completed_schedule = ScheduleState.of(self.model)
 
     def feed_data(self, data):
         """Called once per iteration on every rank, before the step: bad files and stop signals are agreed here."""
@@ -129,12 +140,14 @@ class TrainingSession:
     def optimize_parameters(self, current_iter):
         self.model.optimize_parameters(current_iter)
         self.completed_iter = current_iter
+        self.completed_schedule = ScheduleState.of(self.model)
 
     def save(self, epoch, current_iter):
         """A scheduled save (``current_iter`` -1: the final ``*_latest.pth``); a failed write names the previous
         checkpoint, which is intact, and the fix."""
         try:
-            self.model.save(epoch, current_iter)
+            with self._schedule_of_the_completed_iteration():
+                self.model.save(epoch, current_iter)
         except CheckpointWriteError as error:
             previous = (f'the previous checkpoint, iteration {self.saved_iter} ({self._state_path(self.saved_iter)}), '
                         'is intact' if self.saved_iter else 'no checkpoint was saved before in this run')
@@ -217,6 +230,20 @@ class TrainingSession:
                 f'{len(self.unreadable)} training files cannot be read, more than datasets.train.max_bad_samples: '
                 f'{self.max_bad_samples}: {list(self.unreadable)}; list every bad file with python '
                 f'scripts/check_data.py <dataroot>, fix or remove them, then rerun with --auto_resume')
+
+    @contextlib.contextmanager
+    def _schedule_of_the_completed_iteration(self):
+        """The schedulers and learning rates as the last completed step left them, for a save: between two
+        iterations the loop may already have stepped them for the next one (:mod:`basicsr_snn.utils.lr_schedule`)."""
+        if self.completed_schedule is None:
+            yield
+            return
+        current = ScheduleState.of(self.model)
+        self.completed_schedule.apply_to(self.model)
+        try:
+            yield
+        finally:
+            current.apply_to(self.model)
 
     def _state_path(self, iteration):
         return str(Path(self.opt['path']['training_states']) / f'{iteration}.state')
