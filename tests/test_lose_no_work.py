@@ -2,6 +2,7 @@
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
 from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, write_options, write_paired_folder
 from python_processes import run_python
-from snn_options import build_model, in_process_options, training_options, write_teacher_checkpoint
+from snn_options import build_model, captured_log, in_process_options, training_options, write_teacher_checkpoint
 
 
 @pytest.fixture(scope='module')
@@ -53,7 +54,7 @@ def test_a_non_finite_loss_never_reaches_the_optimizer_and_stops_the_run(tmp_pat
     model.feed_data(batch(float('nan')))
     with pytest.raises(TrainingDiverged, match=r'Training stopped at iteration 4: the loss is not finite \(l_pix: nan'
                                                r'.*not finite: \[.l_pix., .l_fft.\]\), 3 bad steps in a row '
-                                               r'\(train\.loss_guard\.max_skips: 2\).*No checkpoint was saved'):
+                                               r'\(train\.loss_guard\.max_skips: 2\).*No healthy checkpoint was saved'):
         model.optimize_parameters(4)
 
 
@@ -117,7 +118,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, data_root):
     with torch.no_grad():
         model.get_bare_model(model.net_g).head.weight[0, 0, 0, 0] = float('nan')
     with pytest.raises(TrainingDiverged, match=r'Iteration 2: SpikerIR has non-finite values in \[.head\.weight.\]; '
-                                               r'not saved .*net_g_2\.pth.*The last checkpoint is .*net_g_1\.pth'):
+                                               r'not saved .*net_g_2\.pth.*The last healthy checkpoint is .*net_g_1\.pth'):
         model.save(0, 2)
     assert not (tmp_path / 'experiments' / 'guarded' / 'models' / 'net_g_2.pth').exists()
 
@@ -137,25 +138,75 @@ def test_a_non_finite_validation_is_never_the_best(tmp_path, data_root):
     assert model.best_metric_results['tiny_val']['psnr'] == best
 
 
-def test_the_issue_case_huge_learning_rate_stops_with_a_clear_error_and_no_nan_checkpoint(tmp_path, data_root):
+def test_a_huge_learning_rate_leaves_no_checkpoint_of_broken_weights_and_the_advice_trains(tmp_path, data_root):
     options = training_options(tmp_path, data_root, 'lr_1e35', total_iter=20)
     options['train']['optim_g']['lr'] = 1e35
-    options['logger']['save_checkpoint_freq'] = 2
+    options['logger']['save_checkpoint_freq'] = 1
     result = run_train(tmp_path, write_options(tmp_path / 'o.yml', options))
-    assert result.returncode != 0
-    stop = re.search(r'TrainingDiverged: Training stopped at iteration (\d+): the loss is not finite', result.stderr)
-    assert stop
-    # the first step blows the weights up to finite but useless values, so every later loss is not finite:
-    # steps 2 .. max_skips + 1 are skipped and the next one stops the run
-    stopped_at = int(stop.group(1))
-    assert stopped_at == 2 + LossGuard.from_options(None).max_skips
-    models = tmp_path / 'experiments' / 'lr_1e35' / 'models'
-    saved = sorted(int(p.stem.rsplit('_', 1)[1]) for p in models.glob('net_g_*.pth'))
-    assert saved == list(range(2, stopped_at, 2))
-    assert f'The last checkpoint is {models / f"net_g_{saved[-1]}.pth"}' in result.stderr
-    for iteration in saved:
-        params = torch.load(models / f'net_g_{iteration}.pth')['params']
-        assert all(torch.isfinite(v).all() for v in params.values()), iteration
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    # the first step blows the weights up to finite values whose output is not: iteration 1 is not saved, the
+    # next max_skips steps are skipped (and not saved), and the one after stops the run, in one line
+    max_skips = LossGuard.from_options(None).max_skips
+    log = result.stdout + result.stderr
+    assert 'Iteration 1: not saved, the output of net_g on the last batch is not finite' in log
+    for iteration in range(2, max_skips + 2):
+        assert f'Iteration {iteration}: not saved, the loss guard skipped the last {iteration - 1} step(s)' in log
+    line = next(line for line in result.stderr.splitlines() if line.startswith('basicsr-snn-train: Training'))
+    assert re.fullmatch(rf'basicsr-snn-train: Training stopped at iteration {max_skips + 2}: the loss is not finite '
+                        r'.* Lower train\.optim_g\.lr or set train\.grad_clip_norm\. No healthy checkpoint was saved '
+                        r'in this run: rerun from the beginning\.', line), line
+    assert not (tmp_path / 'experiments').exists()  # nothing was saved: the run's folder is gone
+
+    options['train']['optim_g']['lr'] = 2e-3  # the advice
+    options['train']['total_iter'] = 3
+    advised = run_train(tmp_path, write_options(tmp_path / 'o.yml', options), '--auto_resume')
+    assert advised.returncode == 0, advised.stderr[-3000:]
+    params = torch.load(tmp_path / 'experiments' / 'lr_1e35' / 'models' / 'net_g_latest.pth')['params']
+    assert all(torch.isfinite(value).all() for value in params.values())
+
+
+def test_no_checkpoint_while_steps_are_skipped_and_the_stop_names_the_last_healthy_one(tmp_path, data_root):
+    from basicsr_snn.training_session import TrainingSession, TrainingStopped
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'skipping'))
+    session = TrainingSession(build_model(options), options, iterations_per_epoch=2)
+    try:
+        session.feed_data(batch())
+        session.optimize_parameters(1)
+        session.save(0, 1)
+        session.feed_data(batch(float('nan')))
+        session.optimize_parameters(2)
+        with captured_log() as messages:
+            session.save(0, 2)
+        states = tmp_path / 'experiments' / 'skipping' / 'training_states'
+        assert sorted(p.name for p in states.iterdir()) == ['1.state']
+        healthy = f'the last healthy checkpoint is iteration 1 ({states / "1.state"}), where --auto_resume continues'
+        assert messages == [f'Iteration 2: not saved, the loss guard skipped the last 1 step(s); {healthy}.']
+        session.signals.received = signal.SIGTERM
+        with captured_log() as messages, pytest.raises(TrainingStopped):
+            session.feed_data(batch())
+        assert messages[-1] == f'Stopped by SIGTERM: iteration 2 not saved; {healthy} (exit code 75).'
+        assert sorted(p.name for p in states.iterdir()) == ['1.state']
+    finally:
+        session.close()
+
+
+def test_weights_whose_output_is_not_finite_are_not_saved(tmp_path, data_root):
+    from basicsr_snn.training_session import TrainingSession
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'blown_up'))
+    session = TrainingSession(build_model(options), options, iterations_per_epoch=2)
+    try:
+        session.feed_data(batch())
+        session.optimize_parameters(1)
+        assert session.unhealthy() is None
+        with torch.no_grad():
+            for parameter in session.model.net_g.parameters():
+                parameter.mul_(1e30)  # finite, as after a step of a huge learning rate
+        assert all(torch.isfinite(p).all() for p in session.model.net_g.parameters())
+        assert session.unhealthy() == 'the output of net_g on the last batch is not finite'
+        session.save(0, 1)
+        assert not list((tmp_path / 'experiments' / 'blown_up' / 'models').iterdir())
+    finally:
+        session.close()
 
 
 # atomic checkpoints and the resume fallback ---------------------------------------------------------

@@ -319,10 +319,17 @@ class SNNModel(SRModel):
         atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
         self.last_checkpoint = (current_iter, osp.join(self.opt['path']['models'], f'net_g_{current_iter}.pth'))
 
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        iteration = resume_state['iter']
+        self.last_checkpoint = (iteration, osp.join(self.opt['path']['models'], f'net_g_{iteration}.pth'))
+
     def _last_checkpoint_hint(self):
+        """The checkpoint a diverged run continues from: checkpoints are only written from healthy weights
+        (:class:`basicsr_snn.training_session.TrainingSession`), so the last one saved or resumed."""
         if self.last_checkpoint is None:
-            return 'No checkpoint was saved in this run.'
-        return (f'The last checkpoint is {self.last_checkpoint[1]} (iteration {self.last_checkpoint[0]}); '
+            return 'No healthy checkpoint was saved in this run: rerun from the beginning.'
+        return (f'The last healthy checkpoint is {self.last_checkpoint[1]} (iteration {self.last_checkpoint[0]}); '
                 f'--auto_resume continues from it.')
 
     def _gradient_norm(self):
