@@ -109,13 +109,31 @@ def _wrap_parse_options(original):
 
     @functools.wraps(original)
     def parse_options(root_path, is_train=True):
+        import yaml
         from basicsr.utils import options
+
+        from basicsr_snn.utils.training_option_checks import check_training_options, read_exponent_numbers
         sys.argv[:] = normalise_launcher_argv(sys.argv)
-        options.init_dist = functools.partial(init_dist, backend=_dist_backend_from_options(sys.argv))
-        return original(root_path, is_train)
+        try:
+            options.init_dist = functools.partial(init_dist, backend=_dist_backend_from_options(sys.argv))
+            opt, args = original(root_path, is_train)
+        except yaml.YAMLError as error:
+            raise ValueError(_yaml_error_line(sys.argv[sys.argv.index('-opt') + 1], error)) from error
+        opt = read_exponent_numbers(opt)
+        if is_train:
+            check_training_options(opt)
+        return opt, args
 
     parse_options.__wrapped_by_basicsr_snn__ = True
     return parse_options
+
+
+def _yaml_error_line(path, error):
+    """``FILE:LINE:COLUMN: not valid YAML: PROBLEM`` for a YAML syntax error in the option file ``path``."""
+    mark = getattr(error, 'problem_mark', None)
+    where = f'{path}:{mark.line + 1}:{mark.column + 1}' if mark is not None else path
+    problem = getattr(error, 'problem', None) or str(error).splitlines()[0]
+    return f'{where}: not valid YAML: {problem} (fix the option file)'
 
 
 def _read_numbers(original):

@@ -241,6 +241,10 @@ def state_dict_for_saving(network: nn.Module) -> dict:
     return state_dict
 
 
+class NoLoadableCheckpoint(RuntimeError):
+    """``--auto_resume`` found checkpoints of which none loads."""
+
+
 _MODEL_FILE = re.compile(r'^(?P<label>.+)_(?P<iter>\d+)\.pth$')
 
 
@@ -257,7 +261,7 @@ def newest_complete_checkpoint(training_states: str | Path, models: str | Path) 
         all) and ``[(path, reason), ...]`` for every file of a newer iteration that did not load.
 
     Raises:
-        RuntimeError: there are state files but no iteration loads; the message names every file.
+        NoLoadableCheckpoint: there are state files but no iteration loads; the message names every file.
     """
     training_states, models = Path(training_states), Path(models)
     iterations = sorted((int(path.stem) for path in training_states.glob('*.state') if path.stem.isdigit()),
@@ -274,7 +278,7 @@ def newest_complete_checkpoint(training_states: str | Path, models: str | Path) 
             return state, skipped
         skipped.extend(problems)
     if iterations:
-        raise RuntimeError('--auto_resume: no checkpoint in ' + f'{training_states} and {models} loads: ' +
+        raise NoLoadableCheckpoint('--auto_resume: no checkpoint in ' + f'{training_states} and {models} loads: ' +
                            '; '.join(f'{path}: {reason}' for path, reason in skipped))
     return None, skipped
 
