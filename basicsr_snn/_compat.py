@@ -164,13 +164,14 @@ def load_resume_state(opt):
     networks that the model class declares frozen (``frozen_networks``, e.g. the teacher
     ``network_t`` of DistillSNNModel, never checkpointed) keep their checkpoint path and key; the
     others load their own ``net_<x>_<iter>.pth``, so their ``strip_prefix_<x>`` is dropped and their
-    ``param_key_<x>``, if set, becomes ``params``.
+    ``param_key_<x>``, if set, becomes ``params``. Rank 0 takes the experiment's lock, then deletes the
+    temporary files of checkpoint writers that were killed.
     """
     import basicsr.train
     from basicsr.utils.registry import MODEL_REGISTRY
 
     from basicsr_snn.utils import experiment_lock
-    from basicsr_snn.utils.checkpoint import newest_complete_checkpoint
+    from basicsr_snn.utils.checkpoint import newest_complete_checkpoint, remove_temporary_files
 
     if opt['rank'] == 0:
         experiment_lock.check_free(opt['path']['experiments_root'])
@@ -190,6 +191,11 @@ def load_resume_state(opt):
         return None
     if opt['rank'] == 0:
         experiment_lock.acquire(opt['path']['experiments_root'])
+        # only the lock's holder writes checkpoints: every temporary file left is of a writer that was killed
+        removed = remove_temporary_files(opt['path']['experiments_root'])
+        if removed:
+            print(f'Removed {len(removed)} temporary file(s) of a checkpoint writer that was killed: '
+                  f'{[str(path) for path in removed]}', flush=True)
     model_class = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
     frozen = [key for key in getattr(model_class, 'frozen_networks', ()) if key in opt]
     frozen_keys = {f'param_key_{key[len("network_"):]}': opt['path'].get(f'param_key_{key[len("network_"):]}')

@@ -16,7 +16,7 @@ from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, _agre
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
 from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, write_options, write_paired_folder
-from python_processes import run_python
+from python_processes import run_python, start_python
 from snn_options import build_model, captured_log, in_process_options, training_options, write_teacher_checkpoint
 
 
@@ -235,6 +235,61 @@ def test_resume_falls_back_past_a_damaged_file(tmp_path, damage, victim):
     assert [p for p, _ in skipped] == ([] if damage == 'delete' and path.suffix == '.state' else [path])
 
 
+def test_resume_takes_iteration_10_over_9_and_falls_back_to_9(tmp_path):
+    """Numeric order across a change in the number of digits (as text, '9' sorts after '10')."""
+    for folder in ('training_states', 'models'):
+        (tmp_path / folder).mkdir()
+    for iteration in (8, 9, 10):
+        write_checkpoint(tmp_path, iteration)
+    state, skipped = newest_complete_checkpoint(tmp_path / 'training_states', tmp_path / 'models')
+    assert state['iter'] == 10 and skipped == []
+    damaged = tmp_path / 'models' / 'net_g_10.pth'
+    damaged.write_bytes(damaged.read_bytes()[:50])
+    state, skipped = newest_complete_checkpoint(tmp_path / 'training_states', tmp_path / 'models')
+    assert state['iter'] == 9 and [path for path, _ in skipped] == [damaged]
+
+
+def test_a_checkpoint_write_reaches_the_disk_before_its_name_and_its_name_after(tmp_path, monkeypatch):
+    """The file is fsynced before the rename, the folder after it: a power loss leaves the old file or the new
+    one, whole."""
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        calls.append(('fsync', os.readlink(f'/proc/self/fd/{descriptor}')))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        calls.append(('replace', str(source), str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    monkeypatch.setattr(os, 'replace', replace)
+    target = tmp_path / 'net_g_5.pth'
+    atomic_save({'w': torch.ones(2)}, target)
+    temporary = str(tmp_path / f'.net_g_5.pth.{os.getpid()}.tmp')
+    assert calls == [('fsync', temporary), ('replace', temporary, str(target)), ('fsync', str(tmp_path))]
+    assert torch.equal(torch.load(target)['w'], torch.ones(2))
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path, data_root):
+    options = training_options(tmp_path, data_root, 'leftovers', total_iter=1)
+    options['logger']['save_checkpoint_freq'] = 1
+    assert run_train(tmp_path, write_options(tmp_path / 'a.yml', options)).returncode == 0
+    experiment = tmp_path / 'experiments' / 'leftovers'
+    # what a writer killed mid-save leaves (its pid in the name), and files that are not such leftovers
+    left = [experiment / 'models' / '.net_g_2.pth.4242.tmp', experiment / 'training_states' / '.2.state.4242.tmp']
+    kept = [experiment / 'models' / 'notes.tmp', experiment / '.editor.tmp']
+    for path in left + kept:
+        path.write_bytes(b'partial')
+    options['train']['total_iter'] = 2
+    result = run_train(tmp_path, write_options(tmp_path / 'b.yml', options), '--auto_resume')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Removed 2 temporary file(s) of a checkpoint writer that was killed: ' in result.stdout
+    assert not any(path.exists() for path in left) and all(path.exists() for path in kept)
+    assert (experiment / 'models' / 'net_g_2.pth').is_file()
+
+
 def test_resume_with_no_loadable_checkpoint_names_the_files(tmp_path):
     for folder in ('training_states', 'models'):
         (tmp_path / folder).mkdir()
@@ -279,33 +334,76 @@ def test_auto_resume_falls_back_to_the_previous_checkpoint_and_finishes(tmp_path
 
 # one writer per experiment -----------------------------------------------------------------------------
 
-def test_a_second_run_on_a_locked_experiment_is_refused(tmp_path, data_root):
+LOCK_HOLDER = """
+import sys
+import time
+
+from basicsr_snn.utils import experiment_lock
+
+experiment_lock.acquire(sys.argv[1])
+print('held', flush=True)
+time.sleep(300)
+"""
+
+
+def hold_lock(tmp_path, folder):
+    """A process that holds ``folder``'s lock until killed."""
+    script = tmp_path / 'hold_lock.py'
+    script.write_text(LOCK_HOLDER)
+    holder = start_python(script, folder, cwd=tmp_path)
+    if 'held\n' not in holder.output_lines():
+        raise AssertionError(f'the lock holder ended: {holder.output_path.read_text()}')
+    return holder
+
+
+def test_a_second_run_on_a_locked_experiment_is_one_line_and_a_killed_holder_leaves_no_lock(tmp_path, data_root):
     options_path = write_options(tmp_path / 'o.yml', training_options(tmp_path, data_root, 'locked', total_iter=1))
     experiment = tmp_path / 'experiments' / 'locked'
-    experiment.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    holder = hold_lock(tmp_path, experiment)
     try:
-        (experiment / '.lock').write_text(f'{holder.pid} {socket.gethostname()}\n')
         result = run_train(tmp_path, options_path)
-        assert result.returncode != 0
-        assert f'experiment locked is being trained by process {holder.pid}' in result.stderr
+        assert result.returncode == 1 and 'Traceback' not in result.stderr
+        assert result.stderr.splitlines()[0] == (
+            f'basicsr-snn-train: experiment locked is being trained by process {holder.pid} on '
+            f'{socket.gethostname()} ({experiment / ".lock"}); stop it first (kill {holder.pid}: under torchrun, every '
+            'worker) or choose another name')
         assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['locked']  # nothing archived
     finally:
-        holder.kill()
-        holder.wait()
-    result = run_train(tmp_path, options_path)  # the holder is gone: its lock is stale
+        holder.kill()  # SIGKILL: the holder cannot release; the operating system does
+    assert (experiment / '.lock').read_text().split()[0] == str(holder.pid)  # the file stays, not the lock
+    result = run_train(tmp_path, options_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (experiment / 'models' / 'net_g_latest.pth').is_file() and not (experiment / '.lock').exists()
 
 
+def test_a_lock_file_naming_a_live_process_that_does_not_hold_it_blocks_nothing(tmp_path):
+    unrelated = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    try:
+        (tmp_path / '.lock').write_text(f'{unrelated.pid} {socket.gethostname()}\n')
+        experiment_lock.acquire(tmp_path)
+        assert (tmp_path / '.lock').read_text() == f'{os.getpid()} {socket.gethostname()}\n'
+        experiment_lock.check_free(tmp_path)  # our own lock does not stop us
+        experiment_lock.release(tmp_path / '.lock')
+        assert not (tmp_path / '.lock').exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
 def test_lock_is_released_only_by_its_holder(tmp_path):
-    experiment_lock.acquire(tmp_path)
-    experiment_lock.check_free(tmp_path)  # our own lock does not stop us
-    (tmp_path / '.lock').write_text(f'{os.getpid()} another-host\n')
-    experiment_lock.release(tmp_path / '.lock')
-    assert (tmp_path / '.lock').is_file()
-    with pytest.raises(experiment_lock.ExperimentLocked, match='on host another-host'):
-        experiment_lock.check_free(tmp_path)
+    experiment = tmp_path / 'experiment'
+    holder = hold_lock(tmp_path, experiment)
+    try:
+        experiment_lock.release(experiment / '.lock')  # not ours: nothing happens
+        assert (experiment / '.lock').is_file()
+        with pytest.raises(experiment_lock.ExperimentLocked, match=f'by process {holder.pid} on '):
+            experiment_lock.acquire(experiment)
+        assert experiment_lock.take(experiment / '.lock') == (holder.pid, socket.gethostname())
+    finally:
+        holder.kill()
+    experiment_lock.acquire(experiment)
+    experiment_lock.release(experiment / '.lock')
+    assert not (experiment / '.lock').exists()
 
 
 # shapes checked before training -------------------------------------------------------------------------
