@@ -65,11 +65,12 @@ def workspace(tmp_path_factory):
 
 
 def options(root, data, name, total_iter=TOTAL_ITER, lr=2e-3, save_freq=1000):
-    """A tiny SNNModel run without validation nor augmentation (the data order is its only randomness), on a
-    cosine schedule that ends at TOTAL_ITER as every shipped option file's does: one schedule step too many
-    fails at the last iteration."""
+    """A tiny SNNModel run with EMA, without validation nor augmentation (the data order is its only
+    randomness), on a cosine schedule that ends at TOTAL_ITER as every shipped option file's does: one
+    schedule step too many fails at the last iteration."""
     opt = training_options(root, data, name, total_iter=total_iter)
     del opt['datasets']['val'], opt['val']
+    opt['train'].update(ema_decay=0.9)
     opt['train']['optim_g']['lr'] = lr
     opt['train']['scheduler'] = {'type': 'CosineAnnealingRestartLR', 'periods': [TOTAL_ITER], 'restart_weights': [1],
                                  'eta_min': ETA_MIN}
@@ -83,7 +84,9 @@ def train(root, options_path, *args, script=None, stop_signal='SIGTERM', after=0
 
 
 def latest_weights(root, name):
-    return torch.load(root / 'experiments' / name / 'models' / 'net_g_latest.pth')['params']
+    """The final weights and their EMA."""
+    saved = torch.load(root / 'experiments' / name / 'models' / 'net_g_latest.pth')
+    return {f'{key}.{tensor}': value for key in ('params', 'params_ema') for tensor, value in saved[key].items()}
 
 
 def assert_bitwise_equal(first, second):

@@ -66,6 +66,18 @@ def test_a_good_step_resets_the_count_of_bad_ones(tmp_path, data_root):
     assert model.loss_guard.skipped_in_a_row == 0
 
 
+def test_the_loss_guard_resumes_with_its_lowest_loss(tmp_path, data_root):
+    model = snn_model(tmp_path, data_root)
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    model.save(0, 1)
+    state = torch.load(tmp_path / 'experiments' / 'guarded' / 'training_states' / '1.state', weights_only=False)
+    assert state['loss_guard'] == {'lowest_loss': model.loss_guard.lowest_loss} and model.loss_guard.lowest_loss < 1
+    resumed = snn_model(tmp_path, data_root)
+    resumed.resume_training(state)
+    assert resumed.loss_guard.lowest_loss == model.loss_guard.lowest_loss
+
+
 def test_a_diverged_loss_is_skipped():
     guard = LossGuard(max_skips=3, divergence_ratio=100)
     guard.accept(torch.tensor(0.05))
