@@ -126,7 +126,8 @@ def test_numbers_yaml_reads_as_strings_are_read_as_numbers(tmp_path):
     data = write_paired_folder(tmp_path / 'data')
     options = training_options(tmp_path, data, 'exponents', total_iter=1)
     options['logger']['save_checkpoint_freq'] = 1
-    text = yaml.safe_dump(options, sort_keys=False).replace('lr: 0.002', 'lr: 2e-3').replace('total_iter: 1', 'total_iter: 1e0')
+    text = yaml.safe_dump(options, sort_keys=False)
+    text = text.replace('lr: 0.002', 'lr: 2e-3').replace('total_iter: 1', 'total_iter: 1e0')
     assert 'lr: 2e-3' in text and yaml.safe_load(text)['train']['optim_g']['lr'] == '2e-3'  # PyYAML: a string
     opt = tmp_path / 'train.yml'
     opt.write_text(text)

@@ -130,7 +130,8 @@ def test_non_finite_weights_are_never_saved(tmp_path, data_root):
     with torch.no_grad():
         model.get_bare_model(model.net_g).head.weight[0, 0, 0, 0] = float('nan')
     with pytest.raises(TrainingDiverged, match=r'Iteration 2: SpikerIR has non-finite values in \[.head\.weight.\]; '
-                                               r'not saved .*net_g_2\.pth.*The last healthy checkpoint is .*net_g_1\.pth'):
+                                               r'not saved .*net_g_2\.pth.*The last healthy checkpoint is '
+                                               r'.*net_g_1\.pth'):
         model.save(0, 2)
     assert not (tmp_path / 'experiments' / 'guarded' / 'models' / 'net_g_2.pth').exists()
 
