@@ -22,7 +22,8 @@ it, :mod:`basicsr_snn._compat`), which adds, for any model class:
   crash): it holds the learning-rate schedule of that iteration (:mod:`basicsr_snn.utils.lr_schedule`),
   and none is written while the loss guard skips steps, from non-finite weights, or from weights whose
   output on the last batch is not finite; the message names the last healthy checkpoint instead. So
-  ``--auto_resume`` never continues from weights the guard knows are broken.
+  ``--auto_resume`` never continues from weights the guard knows are broken, and a checkpoint saved
+  without this check whose output on the first batch is not finite is refused in one line.
 """
 import contextlib
 import functools
@@ -47,6 +48,10 @@ from basicsr_snn.utils.lr_schedule import ScheduleState, align_resumed_schedule
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 WRITE_FIX = 'free space or move experiments/ to a larger disk, then rerun with --auto_resume'
+
+
+class BrokenCheckpoint(ValueError):
+    """The resumed checkpoint's weights give a non-finite output."""
 
 
 class TrainingStopped(SystemExit):
@@ -108,6 +113,7 @@ class TrainingSession:
         self.model, self.opt, self.iterations_per_epoch = model, opt, max(1, iterations_per_epoch)
         self.completed_iter = 0
         self.completed_schedule = None  # the ScheduleState of completed_iter
+        self.resumed_weights_checked = True  # a fresh run has no resumed weights
         self.saved_iter = None
         self.unreadable = {}  # file -> reason, in the order met
         self.max_bad_samples = (opt['datasets'].get('train') or {}).get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES)
@@ -131,6 +137,7 @@ class TrainingSession:
             get_root_logger().warning(f'Resume: {correction}.')
         self.completed_iter = self.saved_iter = resume_state['iter']
         self.completed_schedule = ScheduleState.of(self.model)
+        self.resumed_weights_checked = False
 
     def feed_data(self, data):
         """Called once per iteration on every rank, before the step: bad files and stop signals are agreed here."""
@@ -142,6 +149,8 @@ class TrainingSession:
         if signum:
             self.stop(signal.Signals(signum).name, all_ranks=True)
         self.model.feed_data(data)
+        if not self.resumed_weights_checked:
+            self._check_resumed_weights()
 
     def optimize_parameters(self, current_iter):
         self.model.optimize_parameters(current_iter)
@@ -224,7 +233,7 @@ class TrainingSession:
         if self.signals.received:
             logger.error(f'{type(error).__name__} while stopping: {error}'.splitlines()[0])
             self.stop(signal.Signals(self.signals.received).name, all_ranks=False)
-        if (isinstance(error, (TrainingDiverged, CheckpointWriteError)) or not self.completed_iter
+        if (isinstance(error, (TrainingDiverged, CheckpointWriteError, BrokenCheckpoint)) or not self.completed_iter
                 or get_dist_info()[0] != 0):
             return
         problem = self.unhealthy()
@@ -283,6 +292,17 @@ class TrainingSession:
 
     def _state_path(self, iteration):
         return str(Path(self.opt['path']['training_states']) / f'{iteration}.state')
+
+    def _check_resumed_weights(self):
+        """The resumed checkpoint may be older than the health check of :meth:`unhealthy`: its output on the
+        first batch (every rank's) must be finite, or resuming would only skip steps until the run stops."""
+        self.resumed_weights_checked = True
+        [broken] = max_over_ranks([not self._output_is_finite()], self.model.device)
+        if broken:
+            raise BrokenCheckpoint(
+                f'the checkpoint of iteration {self.saved_iter} ({self._state_path(self.saved_iter)}) is broken: the '
+                'output of its net_g on the first batch is not finite (it was saved without a health check); move '
+                'its files away to resume from an earlier checkpoint, or start again without --auto_resume')
 
     def _output_is_finite(self):
         """``net_g``'s output on the last batch (``lq``), in eval mode and float32, holds finite values only; True

@@ -222,6 +222,25 @@ def test_weights_whose_output_is_not_finite_are_not_saved(tmp_path, data_root):
         session.close()
 
 
+def test_auto_resume_refuses_a_checkpoint_whose_output_is_not_finite_in_one_line(tmp_path, data_root):
+    options = training_options(tmp_path, data_root, 'old_broken', total_iter=2)
+    assert run_train(tmp_path, write_options(tmp_path / 'a.yml', options)).returncode == 0
+    experiment = tmp_path / 'experiments' / 'old_broken'
+    weights = experiment / 'models' / 'net_g_2.pth'
+    checkpoint = torch.load(weights)
+    # finite weights blown up, as a version without the health check saved them after a huge learning rate
+    torch.save({key: {name: value * 1e30 if value.is_floating_point() else value for name, value in params.items()}
+                for key, params in checkpoint.items()}, weights)
+    options['train']['total_iter'] = 3
+    result = run_train(tmp_path, write_options(tmp_path / 'b.yml', options), '--auto_resume')
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith('basicsr-snn-train: ')][0] == (
+        f'basicsr-snn-train: the checkpoint of iteration 2 ({experiment / "training_states" / "2.state"}) is broken: '
+        'the output of its net_g on the first batch is not finite (it was saved without a health check); move its '
+        'files away to resume from an earlier checkpoint, or start again without --auto_resume')
+    assert not (experiment / 'models' / 'net_g_3.pth').exists()
+
+
 # atomic checkpoints and the resume fallback ---------------------------------------------------------
 
 def write_checkpoint(folder, iteration, labels=('net_g', 'net_adapters')):
