@@ -236,16 +236,16 @@ class TrainingSession:
         if (isinstance(error, (TrainingDiverged, CheckpointWriteError, BrokenCheckpoint)) or not self.completed_iter
                 or get_dist_info()[0] != 0):
             return
-        problem = self.unhealthy()
-        if problem:
-            logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: not saved, {problem}; '
-                         f'{self.last_healthy_checkpoint()}.')
-            return
-        try:
-            path = self.save_completed_iteration()
+        try:  # the health check runs the network, which may fail as the step did (out of memory)
+            problem = self.unhealthy()
+            path = None if problem else self.save_completed_iteration()
         except Exception as save_error:  # noqa: BLE001  (the original error is the one to raise)
             logger.error(f'{type(error).__name__} after iteration {self.completed_iter}; saving it failed too: '
                          f'{save_error}')
+            return
+        if problem:
+            logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: not saved, {problem}; '
+                         f'{self.last_healthy_checkpoint()}.')
             return
         logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: saved its checkpoint {path}; '
                      'fix the cause, then continue with --auto_resume.')
