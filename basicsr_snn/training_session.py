@@ -128,12 +128,8 @@ class TrainingSession:
     def resume_training(self, resume_state):
         options_schedule = ScheduleState.of(self.model)
         self.model.resume_training(resume_state)
-        optimizer_keys = [key for key in self.opt['train'] if key.startswith('optim_')]
-        if len(optimizer_keys) != len(self.model.optimizers):
-            optimizer_keys = [f'the learning rate of optimizer {i}' for i in range(len(self.model.optimizers))]
-        else:
-            optimizer_keys = [f'train.{key}.lr' for key in optimizer_keys]
-        for correction in align_resumed_schedule(self.model, options_schedule, resume_state, optimizer_keys):
+        for correction in align_resumed_schedule(self.model, options_schedule, resume_state,
+                                                 self._learning_rate_keys()):
             get_root_logger().warning(f'Resume: {correction}.')
         self.completed_iter = self.saved_iter = resume_state['iter']
         self.completed_schedule = ScheduleState.of(self.model)
@@ -289,6 +285,13 @@ class TrainingSession:
             yield
         finally:
             current.apply_to(self.model)
+
+    def _learning_rate_keys(self):
+        """The option key of each optimizer's learning rate (``train.optim_g.lr``), in BasicSR's order."""
+        keys = [f'train.{key}.lr' for key in self.opt['train'] if key.startswith('optim_')]
+        if len(keys) == len(self.model.optimizers):
+            return keys
+        return [f'the learning rate of optimizer {index}' for index in range(len(self.model.optimizers))]
 
     def _state_path(self, iteration):
         return str(Path(self.opt['path']['training_states']) / f'{iteration}.state')
