@@ -15,8 +15,8 @@ import torch.multiprocessing as mp
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, _agreed
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
-from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, write_options, write_paired_folder
-from python_processes import run_python, start_python
+from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, write_options, write_paired_folder
+from python_processes import run_python
 from snn_options import build_model, captured_log, in_process_options, training_options, write_teacher_checkpoint
 
 
@@ -366,32 +366,10 @@ def test_auto_resume_falls_back_to_the_previous_checkpoint_and_finishes(tmp_path
 
 # one writer per experiment -----------------------------------------------------------------------------
 
-LOCK_HOLDER = """
-import sys
-import time
-
-from basicsr_snn.utils import experiment_lock
-
-experiment_lock.acquire(sys.argv[1])
-print('held', flush=True)
-time.sleep(300)
-"""
-
-
-def hold_lock(tmp_path, folder):
-    """A process that holds ``folder``'s lock until killed."""
-    script = tmp_path / 'hold_lock.py'
-    script.write_text(LOCK_HOLDER)
-    holder = start_python(script, folder, cwd=tmp_path)
-    if 'held\n' not in holder.output_lines():
-        raise AssertionError(f'the lock holder ended: {holder.output_path.read_text()}')
-    return holder
-
-
 def test_a_second_run_on_a_locked_experiment_is_one_line_and_a_killed_holder_leaves_no_lock(tmp_path, data_root):
     options_path = write_options(tmp_path / 'o.yml', training_options(tmp_path, data_root, 'locked', total_iter=1))
     experiment = tmp_path / 'experiments' / 'locked'
-    holder = hold_lock(tmp_path, experiment)
+    holder = hold_lock(experiment / '.lock', tmp_path)
     try:
         result = run_train(tmp_path, options_path)
         assert result.returncode == 1 and 'Traceback' not in result.stderr
@@ -424,7 +402,7 @@ def test_a_lock_file_naming_a_live_process_that_does_not_hold_it_blocks_nothing(
 
 def test_lock_is_released_only_by_its_holder(tmp_path):
     experiment = tmp_path / 'experiment'
-    holder = hold_lock(tmp_path, experiment)
+    holder = hold_lock(experiment / '.lock', tmp_path)
     try:
         experiment_lock.release(experiment / '.lock')  # not ours: nothing happens
         assert (experiment / '.lock').is_file()
