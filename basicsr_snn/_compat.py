@@ -109,13 +109,31 @@ def _wrap_parse_options(original):
 
     @functools.wraps(original)
     def parse_options(root_path, is_train=True):
+        import yaml
         from basicsr.utils import options
+
+        from basicsr_snn.utils.training_option_checks import check_training_options, read_exponent_numbers
         sys.argv[:] = normalise_launcher_argv(sys.argv)
-        options.init_dist = functools.partial(init_dist, backend=_dist_backend_from_options(sys.argv))
-        return original(root_path, is_train)
+        try:
+            options.init_dist = functools.partial(init_dist, backend=_dist_backend_from_options(sys.argv))
+            opt, args = original(root_path, is_train)
+        except yaml.YAMLError as error:
+            raise ValueError(_yaml_error_line(sys.argv[sys.argv.index('-opt') + 1], error)) from error
+        opt = read_exponent_numbers(opt)
+        if is_train:
+            check_training_options(opt)
+        return opt, args
 
     parse_options.__wrapped_by_basicsr_snn__ = True
     return parse_options
+
+
+def _yaml_error_line(path, error):
+    """``FILE:LINE:COLUMN: not valid YAML: PROBLEM`` for a YAML syntax error in the option file ``path``."""
+    mark = getattr(error, 'problem_mark', None)
+    where = f'{path}:{mark.line + 1}:{mark.column + 1}' if mark is not None else path
+    problem = getattr(error, 'problem', None) or str(error).splitlines()[0]
+    return f'{where}: not valid YAML: {problem} (fix the option file)'
 
 
 def _read_numbers(original):
@@ -146,13 +164,14 @@ def load_resume_state(opt):
     networks that the model class declares frozen (``frozen_networks``, e.g. the teacher
     ``network_t`` of DistillSNNModel, never checkpointed) keep their checkpoint path and key; the
     others load their own ``net_<x>_<iter>.pth``, so their ``strip_prefix_<x>`` is dropped and their
-    ``param_key_<x>``, if set, becomes ``params``.
+    ``param_key_<x>``, if set, becomes ``params``. Rank 0 takes the experiment's lock, then deletes the
+    temporary files of checkpoint writers that were killed.
     """
     import basicsr.train
     from basicsr.utils.registry import MODEL_REGISTRY
 
     from basicsr_snn.utils import experiment_lock
-    from basicsr_snn.utils.checkpoint import newest_complete_checkpoint
+    from basicsr_snn.utils.checkpoint import newest_complete_checkpoint, remove_temporary_files
 
     if opt['rank'] == 0:
         experiment_lock.check_free(opt['path']['experiments_root'])
@@ -172,6 +191,11 @@ def load_resume_state(opt):
         return None
     if opt['rank'] == 0:
         experiment_lock.acquire(opt['path']['experiments_root'])
+        # only the lock's holder writes checkpoints: every temporary file left is of a writer that was killed
+        removed = remove_temporary_files(opt['path']['experiments_root'])
+        if removed:
+            print(f'Removed {len(removed)} temporary file(s) of a checkpoint writer that was killed: '
+                  f'{[str(path) for path in removed]}', flush=True)
     model_class = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
     frozen = [key for key in getattr(model_class, 'frozen_networks', ()) if key in opt]
     frozen_keys = {f'param_key_{key[len("network_"):]}': opt['path'].get(f'param_key_{key[len("network_"):]}')

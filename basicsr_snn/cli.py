@@ -7,15 +7,21 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from basicsr_snn.utils.checkpoint import CheckpointWriteError
+from basicsr_snn.data.unreadable_samples import TooManyBadSamples
+from basicsr_snn.models.training_guard import TrainingDiverged
+from basicsr_snn.utils.checkpoint import CheckpointWriteError, NoLoadableCheckpoint
+from basicsr_snn.utils.experiment_lock import ExperimentLocked
 from basicsr_snn.utils.threads import apply_thread_policy
 
 USAGE = {
     'train': ('basicsr-snn-train', 'train a network (ANN teacher, spiking student, distillation)', 'experiments/'),
     'test': ('basicsr-snn-test', 'test trained networks on the datasets of an option file', 'results/'),
 }
-#: errors a user causes or fixes (a path, an option, a full disk); others keep their traceback
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, CheckpointWriteError)
+#: errors a user causes or fixes (a path, an option, a full disk) and those the project raises on purpose (a locked
+#: experiment, a diverged run, too many unreadable files, no loadable checkpoint): one line each; others (bugs) keep
+#: their traceback
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, CheckpointWriteError,
+               ExperimentLocked, TrainingDiverged, TooManyBadSamples, NoLoadableCheckpoint)
 #: exit code of a training run stopped by SIGTERM, SIGINT or SIGUSR1 after saving its checkpoint (sysexits'
 #: EX_TEMPFAIL: try again later)
 STOPPED_EXIT_CODE = 75
@@ -70,9 +76,12 @@ def run_pipeline(kind: str, argv: list[str] | None = None) -> int:
             print(threads, flush=True)
         pipeline = basicsr.train.train_pipeline if kind == 'train' else basicsr.test.test_pipeline
         pipeline(os.getcwd())
-    except USER_ERRORS as error:
+    except Exception as error:
+        # before the first checkpoint, no error leaves a run folder behind
         cleaned = _compat.remove_unused_run_folders()
-        if debug:
+        if debug or not isinstance(error, USER_ERRORS):
+            for line in cleaned:
+                print(f'{command}: {line}', file=sys.stderr)
             raise
         print(f'{command}: {describe_error(error)}', file=sys.stderr)
         for line in cleaned:

@@ -10,7 +10,7 @@ it, :mod:`basicsr_snn._compat`), which adds, for any model class:
   signal and the checkpoint, and the process exits with :data:`STOPPED_EXIT_CODE`. Further signals
   are noted on stderr and change nothing, during the save too.
 * **A crash** (any exception of the loop but a diverged run or a failed write): rank 0 first saves
-  the last completed iteration through the same save path, if its weights are finite, logs one line
+  the last completed iteration through the same save path, if it is healthy (below), logs one line
   naming it and re-raises. Every rank holds the same weights, optimizer and scheduler at the end of
   an iteration, so rank 0 needs no other rank to save; a rank blocked in a collective by a dead
   peer cannot save (see docs/losing_no_work.md).
@@ -18,6 +18,12 @@ it, :mod:`basicsr_snn._compat`), which adds, for any model class:
   files replaced on its way; the session gathers them over the ranks, warns once per file and stops
   after ``datasets.train.max_bad_samples`` distinct ones.
 * **A failed checkpoint write** names the previous checkpoint, intact, and the fix.
+* **Every checkpoint is of a completed iteration and healthy**, whatever triggers it (schedule, stop,
+  crash): it holds the learning-rate schedule of that iteration (:mod:`basicsr_snn.utils.lr_schedule`),
+  and none is written while the loss guard skips steps, from non-finite weights, or from weights whose
+  output on the last batch is not finite; the message names the last healthy checkpoint instead. So
+  ``--auto_resume`` never continues from weights the guard knows are broken, and a checkpoint saved
+  without this check whose output on the first batch is not finite is refused in one line.
 """
 import contextlib
 import functools
@@ -37,9 +43,15 @@ from basicsr_snn.data.unreadable_samples import DEFAULT_MAX_BAD_SAMPLES, UNREADA
 from basicsr_snn.models.training_guard import TrainingDiverged, max_over_ranks
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import CheckpointWriteError
+from basicsr_snn.utils.hooks import evaluating
+from basicsr_snn.utils.lr_schedule import ScheduleState, align_resumed_schedule
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 WRITE_FIX = 'free space or move experiments/ to a larger disk, then rerun with --auto_resume'
+
+
+class BrokenCheckpoint(ValueError):
+    """The resumed checkpoint's weights give a non-finite output."""
 
 
 class TrainingStopped(SystemExit):
@@ -100,6 +112,8 @@ class TrainingSession:
     def __init__(self, model, opt: dict, iterations_per_epoch: int):
         self.model, self.opt, self.iterations_per_epoch = model, opt, max(1, iterations_per_epoch)
         self.completed_iter = 0
+        self.completed_schedule = None  # the ScheduleState of completed_iter
+        self.resumed_weights_checked = True  # a fresh run has no resumed weights
         self.saved_iter = None
         self.unreadable = {}  # file -> reason, in the order met
         self.max_bad_samples = (opt['datasets'].get('train') or {}).get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES)
@@ -112,8 +126,14 @@ class TrainingSession:
     # what the loop calls --------------------------------------------------------------------------
 
     def resume_training(self, resume_state):
+        options_schedule = ScheduleState.of(self.model)
         self.model.resume_training(resume_state)
+        for correction in align_resumed_schedule(self.model, options_schedule, resume_state,
+                                                 self._learning_rate_keys()):
+            get_root_logger().warning(f'Resume: {correction}.')
         self.completed_iter = self.saved_iter = resume_state['iter']
+        self.completed_schedule = ScheduleState.of(self.model)
+        self.resumed_weights_checked = False
 
     def feed_data(self, data):
         """Called once per iteration on every rank, before the step: bad files and stop signals are agreed here."""
@@ -125,16 +145,26 @@ class TrainingSession:
         if signum:
             self.stop(signal.Signals(signum).name, all_ranks=True)
         self.model.feed_data(data)
+        if not self.resumed_weights_checked:
+            self._check_resumed_weights()
 
     def optimize_parameters(self, current_iter):
         self.model.optimize_parameters(current_iter)
         self.completed_iter = current_iter
+        self.completed_schedule = ScheduleState.of(self.model)
 
     def save(self, epoch, current_iter):
-        """A scheduled save (``current_iter`` -1: the final ``*_latest.pth``); a failed write names the previous
-        checkpoint, which is intact, and the fix."""
+        """A scheduled save (``current_iter`` -1: the final ``*_latest.pth``), unless the weights are not healthy
+        (:meth:`unhealthy`, rank 0 decides: it writes); a failed write names the previous checkpoint, which is
+        intact, and the fix."""
+        problem = self.unhealthy() if get_dist_info()[0] == 0 else None
+        if problem:
+            get_root_logger().warning(f'Iteration {self.completed_iter}: not saved, {problem}; '
+                                      f'{self.last_healthy_checkpoint()}.')
+            return
         try:
-            self.model.save(epoch, current_iter)
+            with self._schedule_of_the_completed_iteration():
+                self.model.save(epoch, current_iter)
         except CheckpointWriteError as error:
             previous = (f'the previous checkpoint, iteration {self.saved_iter} ({self._state_path(self.saved_iter)}), '
                         'is intact' if self.saved_iter else 'no checkpoint was saved before in this run')
@@ -142,17 +172,37 @@ class TrainingSession:
         if current_iter != -1:
             self.saved_iter = current_iter
 
+    def unhealthy(self) -> str | None:
+        """Why the weights must not become a checkpoint that ``--auto_resume`` would continue from (None: they
+        may): the loss guard is skipping steps, a network holds non-finite values, or ``net_g``'s output on the
+        last batch is not finite (weights blown up to finite but useless values, e.g. by a huge learning rate)."""
+        guard = getattr(self.model, 'loss_guard', None)
+        if guard is not None and guard.skipped_in_a_row:
+            return f'the loss guard skipped the last {guard.skipped_in_a_row} step(s)'
+        broken = self._non_finite_networks()
+        if broken:
+            return f'{broken} hold non-finite values'
+        if not self._output_is_finite():
+            return 'the output of net_g on the last batch is not finite'
+        return None
+
+    def last_healthy_checkpoint(self) -> str:
+        if not self.saved_iter:
+            return 'no healthy checkpoint was saved, so --auto_resume starts from the beginning'
+        return (f'the last healthy checkpoint is iteration {self.saved_iter} ({self._state_path(self.saved_iter)}), '
+                'where --auto_resume continues')
+
     # the one save path of a stop and a crash ------------------------------------------------------
 
     def save_completed_iteration(self) -> str | None:
         """Save the last completed iteration unless it is saved already; returns its state file (None: nothing
-        trained)."""
+        trained, or not healthy)."""
         if not self.completed_iter:
             return None
         if self.saved_iter != self.completed_iter:
             with worker_deaths_deferred():
                 self.save((self.completed_iter - 1) // self.iterations_per_epoch, self.completed_iter)
-        return self._state_path(self.completed_iter)
+        return self._state_path(self.completed_iter) if self.saved_iter == self.completed_iter else None
 
     def stop(self, signal_name: str, all_ranks: bool) -> None:
         """Save, release the lock, log one line and raise :class:`TrainingStopped`.
@@ -163,8 +213,12 @@ class TrainingSession:
         if all_ranks and dist.is_available() and dist.is_initialized():
             dist.barrier()
         experiment_lock.release(Path(self.opt['path']['experiments_root']) / experiment_lock.LOCK_NAME)
-        saved = (f'checkpoint of iteration {self.completed_iter}: {path}; continue with --auto_resume' if path else
-                 'no iteration was completed, nothing to save')
+        if path:
+            saved = f'checkpoint of iteration {self.completed_iter}: {path}; continue with --auto_resume'
+        elif self.completed_iter:
+            saved = f'iteration {self.completed_iter} not saved; {self.last_healthy_checkpoint()}'
+        else:
+            saved = 'no iteration was completed, nothing to save'
         get_root_logger().warning(f'Stopped by {signal_name}: {saved} (exit code {STOPPED_EXIT_CODE}).')
         raise TrainingStopped()
 
@@ -175,19 +229,19 @@ class TrainingSession:
         if self.signals.received:
             logger.error(f'{type(error).__name__} while stopping: {error}'.splitlines()[0])
             self.stop(signal.Signals(self.signals.received).name, all_ranks=False)
-        if (isinstance(error, (TrainingDiverged, CheckpointWriteError)) or not self.completed_iter
+        if (isinstance(error, (TrainingDiverged, CheckpointWriteError, BrokenCheckpoint)) or not self.completed_iter
                 or get_dist_info()[0] != 0):
             return
-        broken = self._non_finite_networks()
-        if broken:
-            logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: not saved, {broken} '
-                         'hold non-finite values.')
-            return
-        try:
-            path = self.save_completed_iteration()
+        try:  # the health check runs the network, which may fail as the step did (out of memory)
+            problem = self.unhealthy()
+            path = None if problem else self.save_completed_iteration()
         except Exception as save_error:  # noqa: BLE001  (the original error is the one to raise)
             logger.error(f'{type(error).__name__} after iteration {self.completed_iter}; saving it failed too: '
                          f'{save_error}')
+            return
+        if problem:
+            logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: not saved, {problem}; '
+                         f'{self.last_healthy_checkpoint()}.')
             return
         logger.error(f'{type(error).__name__} after iteration {self.completed_iter}: saved its checkpoint {path}; '
                      'fix the cause, then continue with --auto_resume.')
@@ -218,8 +272,49 @@ class TrainingSession:
                 f'{self.max_bad_samples}: {list(self.unreadable)}; list every bad file with python '
                 f'scripts/check_data.py <dataroot>, fix or remove them, then rerun with --auto_resume')
 
+    @contextlib.contextmanager
+    def _schedule_of_the_completed_iteration(self):
+        """The schedulers and learning rates as the last completed step left them, for a save: between two
+        iterations the loop may already have stepped them for the next one (:mod:`basicsr_snn.utils.lr_schedule`)."""
+        if self.completed_schedule is None:
+            yield
+            return
+        current = ScheduleState.of(self.model)
+        self.completed_schedule.apply_to(self.model)
+        try:
+            yield
+        finally:
+            current.apply_to(self.model)
+
+    def _learning_rate_keys(self):
+        """The option key of each optimizer's learning rate (``train.optim_g.lr``), in BasicSR's order."""
+        keys = [f'train.{key}.lr' for key in self.opt['train'] if key.startswith('optim_')]
+        if len(keys) == len(self.model.optimizers):
+            return keys
+        return [f'the learning rate of optimizer {index}' for index in range(len(self.model.optimizers))]
+
     def _state_path(self, iteration):
         return str(Path(self.opt['path']['training_states']) / f'{iteration}.state')
+
+    def _check_resumed_weights(self):
+        """The resumed checkpoint may be older than the health check of :meth:`unhealthy`: its output on the
+        first batch (every rank's) must be finite, or resuming would only skip steps until the run stops."""
+        self.resumed_weights_checked = True
+        [broken] = max_over_ranks([not self._output_is_finite()], self.model.device)
+        if broken:
+            raise BrokenCheckpoint(
+                f'the checkpoint of iteration {self.saved_iter} ({self._state_path(self.saved_iter)}) is broken: the '
+                'output of its net_g on the first batch is not finite (it was saved without a health check); move '
+                'its files away to resume from an earlier checkpoint, or start again without --auto_resume')
+
+    def _output_is_finite(self):
+        """``net_g``'s output on the last batch (``lq``), in eval mode and float32, holds finite values only; True
+        when the model has no such network or batch."""
+        net, batch = getattr(self.model, 'net_g', None), getattr(self.model, 'lq', None)
+        if not isinstance(net, torch.nn.Module) or not torch.is_tensor(batch):
+            return True
+        with evaluating(self.model.get_bare_model(net)) as bare:
+            return bool(torch.isfinite(bare(batch)).all())
 
     def _non_finite_networks(self):
         networks = {name: value for name, value in vars(self.model).items()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import yaml
 
-from python_processes import run_python
+from python_processes import run_python, start_python
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / 'basicsr_snn' / 'train.py'
@@ -107,6 +107,29 @@ def assert_ranks_hold_equal_weights(folder, nproc=2):
     first, last = dumps[0][0], dumps[0][-1]
     assert any(not torch.equal(first[key], last[key]) for key in first), 'the weights never changed'
     return saves, dumps[0]
+
+
+LOCK_HOLDER_SCRIPT = """
+import sys
+import time
+
+from basicsr_snn.utils import experiment_lock
+
+experiment_lock.take(sys.argv[1])
+print('held', flush=True)
+time.sleep(300)
+"""
+
+
+def hold_lock(lock, cwd):
+    """A process (:func:`python_processes.start_python`) that holds the experiment lock ``lock`` (a file) until
+    killed; its ``kill()`` is a SIGKILL, after which only the operating system can release the lock."""
+    script = Path(cwd) / 'hold_lock.py'
+    script.write_text(LOCK_HOLDER_SCRIPT)
+    holder = start_python(script, lock, cwd=cwd)
+    if 'held\n' not in holder.output_lines():
+        raise AssertionError(f'the lock holder ended: {holder.output_path.read_text()}')
+    return holder
 
 
 def write_options(path, options):

@@ -3,9 +3,6 @@ import json
 import math
 import os
 import random
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,8 @@ import torch
 import basicsr_snn  # noqa: F401  (fixes BasicSR's imports before the modules below use it)
 from basicsr_snn.benchmarks import (SeededBatches, compare_curves, evenly_spaced, iterations_to_reach, parse_train_log,
                                     read_experiment_scalars)
-from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, run_entry_point, write_options, write_paired_folder
+from pipeline_utils import (REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, run_entry_point, write_options,
+                            write_paired_folder)
 from python_processes import run_python
 from snn_options import training_options, write_teacher_checkpoint
 
@@ -174,21 +172,19 @@ def test_an_interrupted_arm_resumes_to_the_uninterrupted_result(tmp_path):
     assert curves[0]['iters'] == curves[1]['iters'] == [2, 4]
 
 
-def test_an_arm_held_by_a_live_process_is_skipped_and_a_stale_lock_taken_over(tmp_path):
+def test_an_arm_held_by_a_live_process_is_skipped_and_a_killed_holder_s_lock_taken_over(tmp_path):
     study = quick_study(tmp_path / 's', iters=2)
     lock = tmp_path / 's' / 'membrane.twin.s0' / 'lock'
-    lock.parent.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    holder = hold_lock(lock, tmp_path)
     try:
-        lock.write_text(f'{holder.pid} {socket.gethostname()}')
         messages = []
         study.log = messages.append
         study.run(['membrane.twin.s0'])
         assert f'held by process {holder.pid}: skipped' in ' '.join(messages)
     finally:
-        holder.kill()
-        holder.wait()
-    study.run(['membrane.twin.s0'])  # the holder is gone: its lock is stale
+        holder.kill()  # SIGKILL: its lock file stays, its OS lock does not
+    assert lock.is_file()
+    study.run(['membrane.twin.s0'])
     assert (tmp_path / 's' / 'membrane.twin.s0' / 'result.json').is_file() and not lock.exists()
 
 

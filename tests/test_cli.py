@@ -1,6 +1,11 @@
 """The entry points as a newcomer meets them: help, one-line errors, no empty run folders, quiet logs,
 and the scripts' friendly failures."""
 import os
+import re
+
+import pytest
+import torch
+import yaml
 
 from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, write_options, write_paired_folder
 from python_processes import run_python
@@ -88,3 +93,45 @@ def test_an_unknown_arch_of_basicsr_s_own_model_lists_the_registered_names(tmp_p
     assert line.startswith("basicsr-snn-train: no arch named 'Restormr' (check its type: option); registered: [")
     assert "'Restormer'" in line and "'SpikerIR'" in line
     assert not (tmp_path / 'experiments').exists()
+
+
+@pytest.mark.parametrize('force_yml, line', [
+    ('train:optim_g:lr=fast', "train.optim_g.lr must be a number > 0, got 'fast'"),
+    ('train:optim_g:lr=-1e-3', 'train.optim_g.lr must be a number > 0, got -0.001'),
+    ('train:total_iter=-5', 'train.total_iter must be an integer >= 1, got -5'),
+    ('logger:save_checkpoint_freq=0', 'logger.save_checkpoint_freq must be an integer >= 1, got 0'),
+])
+def test_a_bad_option_value_is_one_line_naming_the_key_and_leaves_no_folder(tmp_path, force_yml, line):
+    data = write_paired_folder(tmp_path / 'data')
+    opt = write_options(tmp_path / 'train.yml', training_options(tmp_path, data, 'bad_value', total_iter=2))
+    result = run(TRAIN_SCRIPT, '-opt', opt, '--force_yml', force_yml, cwd=tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.splitlines() == [f'basicsr-snn-train: {line}',
+                                          'basicsr-snn-train: add --debug for the full traceback']
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path):
+    opt = tmp_path / 'broken.yml'
+    opt.write_text('name: broken\ntrain:\n  total_iter: [4, 5\nlogger: {}\n')
+    result = run(TRAIN_SCRIPT, '-opt', opt, cwd=tmp_path)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert re.fullmatch(rf'basicsr-snn-train: {re.escape(str(opt))}:4:7: not valid YAML: .+ \(fix the option file\)',
+                        first), first
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_numbers_yaml_reads_as_strings_are_read_as_numbers(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    options = training_options(tmp_path, data, 'exponents', total_iter=1)
+    options['logger']['save_checkpoint_freq'] = 1
+    text = yaml.safe_dump(options, sort_keys=False)
+    text = text.replace('lr: 0.002', 'lr: 2e-3').replace('total_iter: 1', 'total_iter: 1e0')
+    assert 'lr: 2e-3' in text and yaml.safe_load(text)['train']['optim_g']['lr'] == '2e-3'  # PyYAML: a string
+    opt = tmp_path / 'train.yml'
+    opt.write_text(text)
+    result = run(TRAIN_SCRIPT, '-opt', opt, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / 'experiments' / 'exponents' / 'training_states' / '1.state', weights_only=False)
+    assert state['optimizers'][0]['param_groups'][0]['initial_lr'] == 2e-3

@@ -5,6 +5,7 @@ from spikingjelly.activation_based import functional, neuron, surrogate
 
 from basicsr_snn.archs import fused_neuron
 from basicsr_snn.archs.fused_neuron import FusedIFNode, FusedLIFNode, FusedParametricLIFNode, uses_fused_kernel
+from basicsr_snn.archs.ilif_neuron import ILIFNode
 from basicsr_snn.archs.spikerir_arch import SpikerIR
 from neuron_probe import neuron_kernels, ran_fused_kernel
 
@@ -101,3 +102,27 @@ def test_backend_choice(monkeypatch):
         SpikerIR(neuron_backend='triton')
     with pytest.raises(ValueError, match='decay_input=False'):
         FusedLIFNode(step_mode='m')
+
+
+@pytest.mark.parametrize('make_node', [
+    lambda: ILIFNode(spike_levels=4, tau=2., v_threshold=0.15, step_mode='m', neuron_backend='fused'),
+    lambda: FusedLIFNode(neuron_backend='fused', tau=2., decay_input=False, v_threshold=0.15, v_reset=0.,
+                         surrogate_function=surrogate.ATan(), step_mode='m'),
+], ids=['ilif', 'lif'])
+def test_a_fused_neuron_continues_from_the_membrane_of_its_previous_call(make_node):
+    """``node(x[:2])`` then ``node(x[2:])`` without a reset is ``node(x)``: the kernel starts from the membrane ``v``
+    that the earlier call left (a kernel that started from rest would pass every other test)."""
+    torch.manual_seed(0)
+    x = (torch.rand(4, 2, 8, 64, 64) * 0.3).requires_grad_(True)
+    assert uses_fused_kernel('auto', x[2:])  # above the threshold: what `auto` runs too
+    node = make_node()
+    functional.reset_net(node)
+    whole, whole_v = node(x), node.v.detach().clone()
+    functional.reset_net(node)
+    first = node(x[:2])
+    carried = node.v.detach().clone()
+    second = node(x[2:])
+    assert ran_fused_kernel(first) and ran_fused_kernel(second) and ran_fused_kernel(whole)
+    assert carried.abs().sum() > 0  # the second call has a membrane to continue from
+    assert torch.equal(torch.cat([first, second]), whole) and 0 < float(whole.detach().mean())
+    torch.testing.assert_close(node.v.detach(), whole_v, rtol=0, atol=1e-6)

@@ -2,6 +2,7 @@
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +15,9 @@ import torch.multiprocessing as mp
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, _agreed
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
-from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, load_script, write_options, write_paired_folder
+from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, write_options, write_paired_folder
 from python_processes import run_python
-from snn_options import build_model, in_process_options, training_options, write_teacher_checkpoint
+from snn_options import build_model, captured_log, in_process_options, training_options, write_teacher_checkpoint
 
 
 @pytest.fixture(scope='module')
@@ -53,7 +54,7 @@ def test_a_non_finite_loss_never_reaches_the_optimizer_and_stops_the_run(tmp_pat
     model.feed_data(batch(float('nan')))
     with pytest.raises(TrainingDiverged, match=r'Training stopped at iteration 4: the loss is not finite \(l_pix: nan'
                                                r'.*not finite: \[.l_pix., .l_fft.\]\), 3 bad steps in a row '
-                                               r'\(train\.loss_guard\.max_skips: 2\).*No checkpoint was saved'):
+                                               r'\(train\.loss_guard\.max_skips: 2\).*No healthy checkpoint was saved'):
         model.optimize_parameters(4)
 
 
@@ -63,6 +64,18 @@ def test_a_good_step_resets_the_count_of_bad_ones(tmp_path, data_root):
         model.feed_data(batch(value))
         model.optimize_parameters(iteration)
     assert model.loss_guard.skipped_in_a_row == 0
+
+
+def test_the_loss_guard_resumes_with_its_lowest_loss(tmp_path, data_root):
+    model = snn_model(tmp_path, data_root)
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    model.save(0, 1)
+    state = torch.load(tmp_path / 'experiments' / 'guarded' / 'training_states' / '1.state', weights_only=False)
+    assert state['loss_guard'] == {'lowest_loss': model.loss_guard.lowest_loss} and model.loss_guard.lowest_loss < 1
+    resumed = snn_model(tmp_path, data_root)
+    resumed.resume_training(state)
+    assert resumed.loss_guard.lowest_loss == model.loss_guard.lowest_loss
 
 
 def test_a_diverged_loss_is_skipped():
@@ -117,7 +130,8 @@ def test_non_finite_weights_are_never_saved(tmp_path, data_root):
     with torch.no_grad():
         model.get_bare_model(model.net_g).head.weight[0, 0, 0, 0] = float('nan')
     with pytest.raises(TrainingDiverged, match=r'Iteration 2: SpikerIR has non-finite values in \[.head\.weight.\]; '
-                                               r'not saved .*net_g_2\.pth.*The last checkpoint is .*net_g_1\.pth'):
+                                               r'not saved .*net_g_2\.pth.*The last healthy checkpoint is '
+                                               r'.*net_g_1\.pth'):
         model.save(0, 2)
     assert not (tmp_path / 'experiments' / 'guarded' / 'models' / 'net_g_2.pth').exists()
 
@@ -137,25 +151,94 @@ def test_a_non_finite_validation_is_never_the_best(tmp_path, data_root):
     assert model.best_metric_results['tiny_val']['psnr'] == best
 
 
-def test_the_issue_case_huge_learning_rate_stops_with_a_clear_error_and_no_nan_checkpoint(tmp_path, data_root):
+def test_a_huge_learning_rate_leaves_no_checkpoint_of_broken_weights_and_the_advice_trains(tmp_path, data_root):
     options = training_options(tmp_path, data_root, 'lr_1e35', total_iter=20)
     options['train']['optim_g']['lr'] = 1e35
-    options['logger']['save_checkpoint_freq'] = 2
+    options['logger']['save_checkpoint_freq'] = 1
     result = run_train(tmp_path, write_options(tmp_path / 'o.yml', options))
-    assert result.returncode != 0
-    stop = re.search(r'TrainingDiverged: Training stopped at iteration (\d+): the loss is not finite', result.stderr)
-    assert stop
-    # the first step blows the weights up to finite but useless values, so every later loss is not finite:
-    # steps 2 .. max_skips + 1 are skipped and the next one stops the run
-    stopped_at = int(stop.group(1))
-    assert stopped_at == 2 + LossGuard.from_options(None).max_skips
-    models = tmp_path / 'experiments' / 'lr_1e35' / 'models'
-    saved = sorted(int(p.stem.rsplit('_', 1)[1]) for p in models.glob('net_g_*.pth'))
-    assert saved == list(range(2, stopped_at, 2))
-    assert f'The last checkpoint is {models / f"net_g_{saved[-1]}.pth"}' in result.stderr
-    for iteration in saved:
-        params = torch.load(models / f'net_g_{iteration}.pth')['params']
-        assert all(torch.isfinite(v).all() for v in params.values()), iteration
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    # the first step blows the weights up to finite values whose output is not: iteration 1 is not saved, the
+    # next max_skips steps are skipped (and not saved), and the one after stops the run, in one line
+    max_skips = LossGuard.from_options(None).max_skips
+    log = result.stdout + result.stderr
+    assert 'Iteration 1: not saved, the output of net_g on the last batch is not finite' in log
+    for iteration in range(2, max_skips + 2):
+        assert f'Iteration {iteration}: not saved, the loss guard skipped the last {iteration - 1} step(s)' in log
+    line = next(line for line in result.stderr.splitlines() if line.startswith('basicsr-snn-train: Training'))
+    assert re.fullmatch(rf'basicsr-snn-train: Training stopped at iteration {max_skips + 2}: the loss is not finite '
+                        r'.* Lower train\.optim_g\.lr or set train\.grad_clip_norm\. No healthy checkpoint was saved '
+                        r'in this run: rerun from the beginning\.', line), line
+    assert not (tmp_path / 'experiments').exists()  # nothing was saved: the run's folder is gone
+
+    options['train']['optim_g']['lr'] = 2e-3  # the advice
+    options['train']['total_iter'] = 3
+    advised = run_train(tmp_path, write_options(tmp_path / 'o.yml', options), '--auto_resume')
+    assert advised.returncode == 0, advised.stderr[-3000:]
+    params = torch.load(tmp_path / 'experiments' / 'lr_1e35' / 'models' / 'net_g_latest.pth')['params']
+    assert all(torch.isfinite(value).all() for value in params.values())
+
+
+def test_no_checkpoint_while_steps_are_skipped_and_the_stop_names_the_last_healthy_one(tmp_path, data_root):
+    from basicsr_snn.training_session import TrainingSession, TrainingStopped
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'skipping'))
+    session = TrainingSession(build_model(options), options, iterations_per_epoch=2)
+    try:
+        session.feed_data(batch())
+        session.optimize_parameters(1)
+        session.save(0, 1)
+        session.feed_data(batch(float('nan')))
+        session.optimize_parameters(2)
+        with captured_log() as messages:
+            session.save(0, 2)
+        states = tmp_path / 'experiments' / 'skipping' / 'training_states'
+        assert sorted(p.name for p in states.iterdir()) == ['1.state']
+        healthy = f'the last healthy checkpoint is iteration 1 ({states / "1.state"}), where --auto_resume continues'
+        assert messages == [f'Iteration 2: not saved, the loss guard skipped the last 1 step(s); {healthy}.']
+        session.signals.received = signal.SIGTERM
+        with captured_log() as messages, pytest.raises(TrainingStopped):
+            session.feed_data(batch())
+        assert messages[-1] == f'Stopped by SIGTERM: iteration 2 not saved; {healthy} (exit code 75).'
+        assert sorted(p.name for p in states.iterdir()) == ['1.state']
+    finally:
+        session.close()
+
+
+def test_weights_whose_output_is_not_finite_are_not_saved(tmp_path, data_root):
+    from basicsr_snn.training_session import TrainingSession
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'blown_up'))
+    session = TrainingSession(build_model(options), options, iterations_per_epoch=2)
+    try:
+        session.feed_data(batch())
+        session.optimize_parameters(1)
+        assert session.unhealthy() is None
+        with torch.no_grad():
+            for parameter in session.model.net_g.parameters():
+                parameter.mul_(1e30)  # finite, as after a step of a huge learning rate
+        assert all(torch.isfinite(p).all() for p in session.model.net_g.parameters())
+        assert session.unhealthy() == 'the output of net_g on the last batch is not finite'
+        session.save(0, 1)
+        assert not list((tmp_path / 'experiments' / 'blown_up' / 'models').iterdir())
+    finally:
+        session.close()
+
+
+def test_auto_resume_refuses_a_checkpoint_whose_output_is_not_finite_in_one_line(tmp_path, data_root):
+    options = training_options(tmp_path, data_root, 'old_broken', total_iter=2)
+    assert run_train(tmp_path, write_options(tmp_path / 'a.yml', options)).returncode == 0
+    experiment = tmp_path / 'experiments' / 'old_broken'
+    weights = experiment / 'models' / 'net_g_2.pth'
+    checkpoint = torch.load(weights)
+    # finite weights blown up, as a version without the health check saved them after a huge learning rate
+    torch.save({key: {name: value * 1e30 if value.is_floating_point() else value for name, value in params.items()}
+                for key, params in checkpoint.items()}, weights)
+    options['train']['total_iter'] = 3
+    result = run_train(tmp_path, write_options(tmp_path / 'b.yml', options), '--auto_resume')
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith('basicsr-snn-train: ')][0] == (
+        f'basicsr-snn-train: the checkpoint of iteration 2 ({experiment / "training_states" / "2.state"}) is broken: '
+        'the output of its net_g on the first batch is not finite (it was saved without a health check); move its '
+        'files away to resume from an earlier checkpoint, or start again without --auto_resume')
+    assert not (experiment / 'models' / 'net_g_3.pth').exists()
 
 
 # atomic checkpoints and the resume fallback ---------------------------------------------------------
@@ -182,6 +265,61 @@ def test_resume_falls_back_past_a_damaged_file(tmp_path, damage, victim):
     assert state['iter'] == 1
     # without its state file, iteration 2 was never a checkpoint: nothing of it is skipped
     assert [p for p, _ in skipped] == ([] if damage == 'delete' and path.suffix == '.state' else [path])
+
+
+def test_resume_takes_iteration_10_over_9_and_falls_back_to_9(tmp_path):
+    """Numeric order across a change in the number of digits (as text, '9' sorts after '10')."""
+    for folder in ('training_states', 'models'):
+        (tmp_path / folder).mkdir()
+    for iteration in (8, 9, 10):
+        write_checkpoint(tmp_path, iteration)
+    state, skipped = newest_complete_checkpoint(tmp_path / 'training_states', tmp_path / 'models')
+    assert state['iter'] == 10 and skipped == []
+    damaged = tmp_path / 'models' / 'net_g_10.pth'
+    damaged.write_bytes(damaged.read_bytes()[:50])
+    state, skipped = newest_complete_checkpoint(tmp_path / 'training_states', tmp_path / 'models')
+    assert state['iter'] == 9 and [path for path, _ in skipped] == [damaged]
+
+
+def test_a_checkpoint_write_reaches_the_disk_before_its_name_and_its_name_after(tmp_path, monkeypatch):
+    """The file is fsynced before the rename, the folder after it: a power loss leaves the old file or the new
+    one, whole."""
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        calls.append(('fsync', os.readlink(f'/proc/self/fd/{descriptor}')))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        calls.append(('replace', str(source), str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    monkeypatch.setattr(os, 'replace', replace)
+    target = tmp_path / 'net_g_5.pth'
+    atomic_save({'w': torch.ones(2)}, target)
+    temporary = str(tmp_path / f'.net_g_5.pth.{os.getpid()}.tmp')
+    assert calls == [('fsync', temporary), ('replace', temporary, str(target)), ('fsync', str(tmp_path))]
+    assert torch.equal(torch.load(target)['w'], torch.ones(2))
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path, data_root):
+    options = training_options(tmp_path, data_root, 'leftovers', total_iter=1)
+    options['logger']['save_checkpoint_freq'] = 1
+    assert run_train(tmp_path, write_options(tmp_path / 'a.yml', options)).returncode == 0
+    experiment = tmp_path / 'experiments' / 'leftovers'
+    # what a writer killed mid-save leaves (its pid in the name), and files that are not such leftovers
+    left = [experiment / 'models' / '.net_g_2.pth.4242.tmp', experiment / 'training_states' / '.2.state.4242.tmp']
+    kept = [experiment / 'models' / 'notes.tmp', experiment / '.editor.tmp']
+    for path in left + kept:
+        path.write_bytes(b'partial')
+    options['train']['total_iter'] = 2
+    result = run_train(tmp_path, write_options(tmp_path / 'b.yml', options), '--auto_resume')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Removed 2 temporary file(s) of a checkpoint writer that was killed: ' in result.stdout
+    assert not any(path.exists() for path in left) and all(path.exists() for path in kept)
+    assert (experiment / 'models' / 'net_g_2.pth').is_file()
 
 
 def test_resume_with_no_loadable_checkpoint_names_the_files(tmp_path):
@@ -229,33 +367,54 @@ def test_auto_resume_falls_back_to_the_previous_checkpoint_and_finishes(tmp_path
 
 # one writer per experiment -----------------------------------------------------------------------------
 
-def test_a_second_run_on_a_locked_experiment_is_refused(tmp_path, data_root):
+def test_a_second_run_on_a_locked_experiment_is_one_line_and_a_killed_holder_leaves_no_lock(tmp_path, data_root):
     options_path = write_options(tmp_path / 'o.yml', training_options(tmp_path, data_root, 'locked', total_iter=1))
     experiment = tmp_path / 'experiments' / 'locked'
-    experiment.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    holder = hold_lock(experiment / '.lock', tmp_path)
     try:
-        (experiment / '.lock').write_text(f'{holder.pid} {socket.gethostname()}\n')
         result = run_train(tmp_path, options_path)
-        assert result.returncode != 0
-        assert f'experiment locked is being trained by process {holder.pid}' in result.stderr
+        assert result.returncode == 1 and 'Traceback' not in result.stderr
+        assert result.stderr.splitlines()[0] == (
+            f'basicsr-snn-train: experiment locked is being trained by process {holder.pid} on '
+            f'{socket.gethostname()} ({experiment / ".lock"}); stop it first (kill {holder.pid}: under torchrun, every '
+            'worker) or choose another name')
         assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['locked']  # nothing archived
     finally:
-        holder.kill()
-        holder.wait()
-    result = run_train(tmp_path, options_path)  # the holder is gone: its lock is stale
+        holder.kill()  # SIGKILL: the holder cannot release; the operating system does
+    assert (experiment / '.lock').read_text().split()[0] == str(holder.pid)  # the file stays, not the lock
+    result = run_train(tmp_path, options_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (experiment / 'models' / 'net_g_latest.pth').is_file() and not (experiment / '.lock').exists()
 
 
+def test_a_lock_file_naming_a_live_process_that_does_not_hold_it_blocks_nothing(tmp_path):
+    unrelated = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    try:
+        (tmp_path / '.lock').write_text(f'{unrelated.pid} {socket.gethostname()}\n')
+        experiment_lock.acquire(tmp_path)
+        assert (tmp_path / '.lock').read_text() == f'{os.getpid()} {socket.gethostname()}\n'
+        experiment_lock.check_free(tmp_path)  # our own lock does not stop us
+        experiment_lock.release(tmp_path / '.lock')
+        assert not (tmp_path / '.lock').exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
 def test_lock_is_released_only_by_its_holder(tmp_path):
-    experiment_lock.acquire(tmp_path)
-    experiment_lock.check_free(tmp_path)  # our own lock does not stop us
-    (tmp_path / '.lock').write_text(f'{os.getpid()} another-host\n')
-    experiment_lock.release(tmp_path / '.lock')
-    assert (tmp_path / '.lock').is_file()
-    with pytest.raises(experiment_lock.ExperimentLocked, match='on host another-host'):
-        experiment_lock.check_free(tmp_path)
+    experiment = tmp_path / 'experiment'
+    holder = hold_lock(experiment / '.lock', tmp_path)
+    try:
+        experiment_lock.release(experiment / '.lock')  # not ours: nothing happens
+        assert (experiment / '.lock').is_file()
+        with pytest.raises(experiment_lock.ExperimentLocked, match=f'by process {holder.pid} on '):
+            experiment_lock.acquire(experiment)
+        assert experiment_lock.take(experiment / '.lock') == (holder.pid, socket.gethostname())
+    finally:
+        holder.kill()
+    experiment_lock.acquire(experiment)
+    experiment_lock.release(experiment / '.lock')
+    assert not (experiment / '.lock').exists()
 
 
 # shapes checked before training -------------------------------------------------------------------------

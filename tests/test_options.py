@@ -13,6 +13,7 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import ordered_yaml, parse_options
+from basicsr_snn.utils.training_option_checks import check_training_options
 from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, read_train_log, run_entry_point
 
 OPTION_FILES = sorted((REPO_ROOT / 'options').rglob('*.yml'))
@@ -80,6 +81,8 @@ def test_option_file_builds_model_and_datasets(option_file, tmp_path, monkeypatc
             options['path'][key] = save_random_weights(options[network_key], tmp_path / f'{network_key}.pth',
                                                        param_key, key_prefix)
     opt = parse_as_entry_point(options, tmp_path, monkeypatch, is_train)
+    if is_train:
+        check_training_options(opt)  # what the entry points check before anything is built
 
     for dataset_opt in opt['datasets'].values():
         sample = build_dataset(dataset_opt)[0]

@@ -233,6 +233,20 @@ def test_a_crash_saves_the_last_completed_iteration_and_auto_resume_continues(tm
     assert (experiment / 'models' / 'net_g_latest.pth').is_file()
 
 
+def test_a_bug_before_the_first_checkpoint_keeps_its_traceback_and_leaves_no_folder(tmp_path):
+    data = write_paired_folder(tmp_path / 'data', size=16)
+    opt = deterministic_options(data, 'crashed_early', total_iter=6)
+    opt['datasets']['train']['type'] = 'FailingPairedDataset'
+    script = tmp_path / 'failing_run.py'
+    script.write_text(FAILING_RUN)
+    crashed = run_python(script, '-opt', write_options(tmp_path / 'o.yml', opt), cwd=tmp_path,
+                         env=dict(ENV, FAIL_AT_SAMPLE='1'))
+    assert crashed.returncode == 1 and 'Traceback' in crashed.stderr and 'a bug in the data pipeline' in crashed.stderr
+    experiment = tmp_path / 'experiments' / 'crashed_early'
+    assert f'basicsr-snn-train: removed {experiment} (nothing was saved there)' in crashed.stderr
+    assert not (tmp_path / 'experiments').exists()
+
+
 def test_a_crash_never_saves_non_finite_weights(session):
     step(session, 1)
     with torch.no_grad():

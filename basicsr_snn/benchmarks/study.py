@@ -7,8 +7,8 @@ Layout of ``out``::
     out/<arm>/net_g.pth          its trained network (BasicSR checkpoint, key ``params``)
     out/<arm>/progress.pth       an unfinished arm's last state (weights, optimizer, scheduler,
                                  curve): a rerun continues from it with the same batches
-    out/<arm>/lock               the pid and host of the process training it (two processes can
-                                 share a study: each takes the arms no live process holds)
+    out/<arm>/lock               the OS lock of the process training it, naming its pid and host (two
+                                 processes can share a study: each takes the arms no process holds)
 
 An arm's dependencies (the teacher, a twin) are trained first when missing; a dependency held by
 another live process is waited for.

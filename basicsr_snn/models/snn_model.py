@@ -311,18 +311,28 @@ class SNNModel(SRModel):
 
     @master_only
     def save_training_state(self, epoch, current_iter):
-        """BasicSR's ``training_states/<iter>.state``, written atomically; it completes a checkpoint."""
+        """BasicSR's ``training_states/<iter>.state`` with the loss guard's state, written atomically; it completes a
+        checkpoint."""
         if current_iter == -1:
             return
         state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers]}
+                 'schedulers': [s.state_dict() for s in self.schedulers], 'loss_guard': self.loss_guard.state_dict()}
         atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
         self.last_checkpoint = (current_iter, osp.join(self.opt['path']['models'], f'net_g_{current_iter}.pth'))
 
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        if 'loss_guard' in resume_state:  # absent from states saved before it was kept
+            self.loss_guard.load_state_dict(resume_state['loss_guard'])
+        iteration = resume_state['iter']
+        self.last_checkpoint = (iteration, osp.join(self.opt['path']['models'], f'net_g_{iteration}.pth'))
+
     def _last_checkpoint_hint(self):
+        """The checkpoint a diverged run continues from: checkpoints are only written from healthy weights
+        (:class:`basicsr_snn.training_session.TrainingSession`), so the last one saved or resumed."""
         if self.last_checkpoint is None:
-            return 'No checkpoint was saved in this run.'
-        return (f'The last checkpoint is {self.last_checkpoint[1]} (iteration {self.last_checkpoint[0]}); '
+            return 'No healthy checkpoint was saved in this run: rerun from the beginning.'
+        return (f'The last healthy checkpoint is {self.last_checkpoint[1]} (iteration {self.last_checkpoint[0]}); '
                 f'--auto_resume continues from it.')
 
     def _gradient_norm(self):

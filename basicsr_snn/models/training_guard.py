@@ -70,6 +70,14 @@ class LossGuard:
         self.lowest_loss = min(self.lowest_loss, float(total_loss.detach()))
         self.skipped_in_a_row = 0
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps, so that a resumed run judges divergence as the uninterrupted one does (no
+        checkpoint is written while steps are skipped: the count of skips in a row is 0 in every one)."""
+        return {'lowest_loss': self.lowest_loss}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lowest_loss = state['lowest_loss']
+
     def skip(self, current_iter: int, reason: str, loss_dict: dict, checkpoint_hint: str) -> None:
         """Count a bad step; skip it with a warning, or raise :class:`TrainingDiverged` if it is the
         ``max_skips + 1``-th in a row.

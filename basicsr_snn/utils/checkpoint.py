@@ -15,7 +15,8 @@ beside it when EMA was on. The policy, for every network (teacher, student, scri
   first component whose removal makes them match, the error names that prefix and the option to set.
 * Files are read with ``weights_only=True``: one holding other objects is refused, with the
   command that keeps its weights.
-* Files are written by :func:`atomic_save`: a checkpoint file is complete or absent.
+* Files are written by :func:`atomic_save`: a checkpoint file is complete or absent, also after a
+  power loss (the data and the folder entry are on the disk before it returns).
 * ``strict``: names and shapes must match exactly. Otherwise every tensor whose name and shape
   match is loaded, the others are reported, and a checkpoint of which nothing matches is an
   error (it is almost certainly the wrong file).
@@ -211,17 +212,48 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     _write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
-def _write_atomically(path, write):
+_TEMPORARY_FILE = re.compile(r'^\..+\.\d+\.tmp$')
+
+
+def temporary_path(path: str | Path) -> Path:
+    """Where :func:`atomic_save` writes ``path`` before renaming it: a hidden name with the writer's pid."""
     path = Path(path)
-    temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    return path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+
+
+def remove_temporary_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_save` under ``folder`` (a writer killed mid-write leaves
+    its own); return them. Only for a folder whose writers are all gone: the caller holds its lock."""
+    removed = [path for path in Path(folder).rglob('.*.tmp') if _TEMPORARY_FILE.match(path.name) and path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def _write_atomically(path, write):
+    """``write(temporary)``, then rename the temporary file to ``path``. The file is flushed to the disk before
+    the rename and the folder after it: otherwise, after a power loss or a node crash, the renamed file can be
+    empty or short on the file systems of clusters (XFS, NFS, Lustre), though its name is in place."""
+    path = Path(path)
+    temporary = temporary_path(path)
     try:
         write(temporary)
+        _fsync(temporary)
         os.replace(temporary, path)
+        _fsync(path.parent)
     except (OSError, RuntimeError) as error:
         raise CheckpointWriteError(path, f'{type(error).__name__}: {error}'.splitlines()[0],
                                    _free_bytes(path.parent)) from error
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _fsync(path):
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _free_bytes(folder):
@@ -241,6 +273,10 @@ def state_dict_for_saving(network: nn.Module) -> dict:
     return state_dict
 
 
+class NoLoadableCheckpoint(RuntimeError):
+    """``--auto_resume`` found checkpoints of which none loads."""
+
+
 _MODEL_FILE = re.compile(r'^(?P<label>.+)_(?P<iter>\d+)\.pth$')
 
 
@@ -257,7 +293,7 @@ def newest_complete_checkpoint(training_states: str | Path, models: str | Path) 
         all) and ``[(path, reason), ...]`` for every file of a newer iteration that did not load.
 
     Raises:
-        RuntimeError: there are state files but no iteration loads; the message names every file.
+        NoLoadableCheckpoint: there are state files but no iteration loads; the message names every file.
     """
     training_states, models = Path(training_states), Path(models)
     iterations = sorted((int(path.stem) for path in training_states.glob('*.state') if path.stem.isdigit()),
@@ -274,7 +310,7 @@ def newest_complete_checkpoint(training_states: str | Path, models: str | Path) 
             return state, skipped
         skipped.extend(problems)
     if iterations:
-        raise RuntimeError('--auto_resume: no checkpoint in ' + f'{training_states} and {models} loads: ' +
+        raise NoLoadableCheckpoint('--auto_resume: no checkpoint in ' + f'{training_states} and {models} loads: ' +
                            '; '.join(f'{path}: {reason}' for path, reason in skipped))
     return None, skipped
 

@@ -1,98 +1,112 @@
-"""One writer per folder: a lock file holding the owner's pid and host.
+"""One writer per folder: an OS lock (``fcntl.flock``) on a lock file that names its holder.
 
 Training: ``experiments/<name>/.lock``. Rank 0 takes it before it writes anything (when it
 resumes) or right after BasicSR has created the folder (a fresh run), and releases it on exit.
-A second run on the same experiment stops at once while the first one's process lives, torchrun
-workers that outlived their launcher included; a lock whose process is gone is stale and taken
-over. The gap study locks each arm's folder the same way, so that two processes can share a study.
+A second run on the same experiment stops at once while the first one holds it. The operating
+system drops the lock when its holder ends, however it ends (SIGKILL, a crash), so a lock is never
+stale; the pid and host in the file only name the holder in the message (a file naming a process
+that does not hold the lock blocks nothing, whatever that process is). Processes forked by the
+holder (DataLoader workers) share its lock until they exit. The gap study locks each arm's folder
+the same way, so that two processes can share a study.
 """
 import atexit
+import fcntl
 import os
 import socket
 from pathlib import Path
 
 LOCK_NAME = '.lock'
 
+#: lock file (absolute path) -> (open descriptor holding the lock, pid of the process that took it)
+_held = {}
+
 
 class ExperimentLocked(RuntimeError):
     """Another live process trains this experiment."""
 
 
-def _owner():
-    return os.getpid(), socket.gethostname()
-
-
 def _holder(lock):
-    """(pid, host) written in ``lock``; None when it cannot be read."""
+    """(pid, host) written in ``lock``; ('?', '?') when it cannot be read (being written)."""
     try:
         pid, host = Path(lock).read_text().split()
         return int(pid), host
     except (OSError, ValueError):
-        return None
+        return '?', '?'
 
 
-def _alive(pid):
+def _holds(lock):
+    entry = _held.get(os.path.abspath(lock))
+    return entry is not None and entry[1] == os.getpid()
+
+
+def _is_the_file_at(descriptor, lock):
+    """The locked descriptor is still the file named ``lock`` (a releasing holder unlinks it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        named, opened = os.stat(lock), os.fstat(descriptor)
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def live_holder(lock: str | Path) -> tuple[int, str] | None:
-    """(pid, host) of another process that holds ``lock`` and may be alive; None when it is free or stale."""
-    holder = _holder(lock)
-    if holder is None or holder == _owner():
-        return None
-    pid, host = holder
-    return holder if host != socket.gethostname() or _alive(pid) else None
-
-
-def take(lock: str | Path) -> tuple[int, str] | None:
-    """Take ``lock`` for this process, taking over a stale one; returns None, or the live holder."""
+def take(lock: str | Path) -> tuple | None:
+    """Take ``lock`` for this process; returns None, or the (pid, host) of the process that holds it."""
     lock = Path(lock)
+    if _holds(lock):
+        return None
     lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            with open(lock, 'x') as handle:
-                handle.write('{} {}\n'.format(*_owner()))
-            return None
-        except FileExistsError:
-            if _holder(lock) == _owner():
-                return None
-            holder = live_holder(lock)
-            if holder is not None:
-                return holder
-            lock.unlink(missing_ok=True)
-    return live_holder(lock)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return _holder(lock)
+        if _is_the_file_at(descriptor, lock):
+            break
+        os.close(descriptor)  # locked a file its holder has just unlinked: lock the new one
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f'{os.getpid()} {socket.gethostname()}\n'.encode())
+    _held[os.path.abspath(lock)] = (descriptor, os.getpid())
+    return None
 
 
 def release(lock: str | Path) -> None:
-    """Remove ``lock`` if this process holds it."""
-    if _holder(lock) == _owner():
-        Path(lock).unlink(missing_ok=True)
+    """Remove and unlock ``lock`` if this process holds it."""
+    if not _holds(lock):
+        return
+    descriptor, _ = _held.pop(os.path.abspath(lock))
+    Path(lock).unlink(missing_ok=True)  # while still locked: a waiting taker then sees the name is gone
+    os.close(descriptor)
 
 
 def check_free(experiment_dir: str | Path) -> None:
-    """Raise :class:`ExperimentLocked` when another live process holds the experiment."""
+    """Raise :class:`ExperimentLocked` when another process holds the experiment."""
     lock = Path(experiment_dir) / LOCK_NAME
-    holder = live_holder(lock)
-    if holder is None:
+    if _holds(lock):
         return
-    pid, host = holder
-    if host != socket.gethostname():
-        raise ExperimentLocked(f'{lock} is held by process {pid} on host {host}, which this host cannot check; if '
-                               f'that run is over, delete {lock}')
-    raise ExperimentLocked(f'experiment {Path(experiment_dir).name} is being trained by process {pid} ({lock}); '
-                           f'stop it first (kill {pid}: under torchrun, kill every worker) or choose another name')
+    try:
+        descriptor = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _locked(experiment_dir, _holder(lock)) from None
+    finally:
+        os.close(descriptor)  # also drops the probe's lock
 
 
 def acquire(experiment_dir: str | Path) -> None:
     """Take the experiment's lock for this process (released at exit)."""
-    check_free(experiment_dir)
     lock = Path(experiment_dir) / LOCK_NAME
-    if take(lock) is not None:
-        check_free(experiment_dir)  # taken between the check and now: name the holder
+    holder = take(lock)
+    if holder is not None:
+        raise _locked(experiment_dir, holder)
     atexit.register(release, lock)
+
+
+def _locked(experiment_dir, holder):
+    pid, host = holder
+    return ExperimentLocked(f'experiment {Path(experiment_dir).name} is being trained by process {pid} on {host} '
+                            f'({Path(experiment_dir) / LOCK_NAME}); stop it first (kill {pid}: under torchrun, every '
+                            'worker) or choose another name')
