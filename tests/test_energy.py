@@ -252,7 +252,7 @@ def test_presets_and_bad_input():
     assert energy_per_op('fp16') == (1.5, 0.4)
     assert energy_per_op('int8', ac_pj=0.05) == (0.23, 0.05)
     assert energy_per_op('custom', mac_pj=2., ac_pj=0.1) == (2., 0.1)
-    with pytest.raises(ValueError, match="'fp32', 'int8'"):
+    with pytest.raises(ValueError, match="'fp32', 'int4', 'int8'"):
         energy_per_op('fp64')
     with pytest.raises(ValueError, match='custom'):
         energy_per_op('custom', mac_pj=2.)
