@@ -24,10 +24,11 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, PerChannelMinMaxObserver
 from torch.nn.utils import parametrize
 
+from basicsr_snn.utils.checkpoint import match_parametrized_keys
+
 WEIGHT_BITS = (None, 8, 4)
 ACT_BITS = (None, 8)
 QUANTIZED_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
-_ORIGINAL = 'parametrizations.weight.original'
 
 
 def check_bits(key: str, value, choices: tuple) -> int | None:
@@ -67,7 +68,8 @@ class WeightFakeQuant(nn.Module):
 
     def forward(self, weight):
         scale, zero_point = self.qparams(weight)
-        return torch.fake_quantize_per_channel_affine(weight, scale.to(weight.device), zero_point.to(weight.device, torch.int32),
+        return torch.fake_quantize_per_channel_affine(weight, scale.to(weight.device, torch.float32),
+                                                      zero_point.to(weight.device, torch.int32),
                                                       self.axis, -self.levels, self.levels)
 
 
@@ -135,11 +137,7 @@ def quantize_network(net: nn.Module, weight_bits: int | None, act_bits: int | No
 
 def map_weight_keys(net, state_dict, prefix, *_):
     """Load-state-dict pre-hook: rename a checkpoint's weight keys to the network's (float <-> fake-quantized)."""
-    for name, module in net.named_modules():
-        if not isinstance(module, QUANTIZED_LAYER_TYPES):
-            continue
-        path = f'{prefix}{name}.' if name else prefix
-        plain, original = path + 'weight', path + _ORIGINAL
-        wanted, other = (original, plain) if parametrize.is_parametrized(module, 'weight') else (plain, original)
-        if wanted not in state_dict and other in state_dict:
-            state_dict[wanted] = state_dict.pop(other)
+    expected = {prefix + key for key in net.state_dict()}
+    matched = match_parametrized_keys(expected, state_dict)
+    state_dict.clear()
+    state_dict.update(matched)
