@@ -211,6 +211,7 @@ class SpikerIR(nn.Module):
         self.decoder1 = SpikingLevel(widths[0], dec_blocks[0], spec, T, attention, shortcut)
         self.skip_add = ElementwiseAdd()  # the three encoder-decoder skips
         self.head = nn.Conv2d(dim, out_ch, 3, padding=1)
+        # every conv of a conv_norm pair but the embedding's reads spikes (in the twin: ReLU outputs, analog)
         spike_fed = {conv for conv, _ in self.conv_norm_pairs()[1:]} if self.spiking else set()
         quantize_network(self, weight_bits, act_bits, analog_input=lambda layer: layer not in spike_fed)
         self.set_spike_inference(spike_inference)
