@@ -63,7 +63,7 @@ def parse_args(argv):
     parser.add_argument('--ckpt', help='checkpoint (.pth, key params); default: random weights')
     parser.add_argument('--images', help=f'image folder (default: {DEFAULT_IMAGES.relative_to(REPO_ROOT)})')
     parser.add_argument('--num-images', type=int, default=2, help='images to compare on (default 2)')
-    parser.add_argument('--sigma', type=float, default=25., help='Gaussian noise added to the images, /255 (default 25)')
+    parser.add_argument('--sigma', type=float, default=25., help='Gaussian noise added, /255 (default 25)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the noise and of unloaded weights (default 0)')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--debug', action='store_true', help='show the full traceback of an error')

@@ -182,7 +182,8 @@ def test_export_int8_script_writes_integers_and_prints_the_difference(tmp_path):
     assert json.loads((out / 'export.json').read_text())['max_abs_difference'] == pytest.approx(difference, rel=1e-2)
 
 
-@pytest.mark.parametrize('key, value, choices', [('weight_bits', 3, '(None, 8, 4)'), ('weight_bits', '8', '(None, 8, 4)'),
+@pytest.mark.parametrize('key, value, choices', [('weight_bits', 3, '(None, 8, 4)'),
+                                                 ('weight_bits', '8', '(None, 8, 4)'),
                                                  ('act_bits', 4, '(None, 8)'), ('act_bits', True, '(None, 8)')])
 @pytest.mark.parametrize('arch', ['SpikerIR', 'SpikerIRReLU'])
 def test_bad_bit_widths_are_refused_with_the_key_named(arch, key, value, choices):

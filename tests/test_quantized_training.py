@@ -74,8 +74,8 @@ def test_a_float_checkpoint_initialises_a_quantized_student(tmp_path, data_root,
     checkpoint = Path(float_options['path']['models']) / 'net_g_2.pth'
     float_net = float_model.get_bare_model(float_model.net_g)
 
-    options = options_with(tmp_path, data_root, teacher_path, 'DistillSNNModel', name='twin_init', pretrained=checkpoint,
-                           weight_bits=8, act_bits=8)
+    options = options_with(tmp_path, data_root, teacher_path, 'DistillSNNModel', name='twin_init',
+                           pretrained=checkpoint, weight_bits=8, act_bits=8)
     model = build_model(options)
     student = model.get_bare_model(model.net_g)
     for name in ('head', 'embed.0', 'encoder1.0.conv1', 'up1.1'):

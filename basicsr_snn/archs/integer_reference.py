@@ -92,15 +92,16 @@ def integer_layers(net: nn.Module) -> dict[str, IntegerLayer]:
                 gain, offset = _norm_affine(norms[layer], channels)
             if getattr(layer, 'bias', None) is not None:
                 offset = offset + gain * layer.bias.double()
-            integers, weight_scale = quantizer.integers((weight * gain.view(_channel_shape(layer, weight.dim())))
-                                                        .float())
+            folded = weight * gain.view(_channel_shape(layer, weight.dim()))
+            integers, weight_scale = quantizer.integers(folded.float())
             quant = getattr(layer, 'input_quant', None)
             input_scale, zero_point = (1., 0) if quant is None else (float(quant.scale), int(quant.zero_point))
             bias_units = offset / (input_scale * weight_scale.double())
             shift = _bias_shift(bias_units)
-            result[name] = IntegerLayer(integers, weight_scale.float(), torch.round(bias_units * 2**shift).to(torch.int32),
-                                        shift, input_scale, zero_point, quantizer.bits,
-                                        names[norms[layer]] if layer in norms else None)
+            bias = torch.round(bias_units * 2**shift).to(torch.int32)
+            folded_norm = names[norms[layer]] if layer in norms else None
+            result[name] = IntegerLayer(integers, weight_scale.float(), bias, shift, input_scale, zero_point,
+                                        quantizer.bits, folded_norm)
     return result
 
 
