@@ -8,6 +8,7 @@ processes may share one ``--out`` (each takes the arms nobody holds). At the end
 
     python scripts/bench_distill.py --out runs/gap_study                        # every default arm
     python scripts/bench_distill.py --out runs/gap_study --arms membrane.scratch.s0 membrane.twin.s0
+    python scripts/bench_distill.py --out runs/int8_study --arms matched-precision  # W8A8 twin, W8 / W4 students
     python scripts/bench_distill.py --out runs/gap_study --report               # the table so far
     python scripts/bench_distill.py --quick --out /tmp/gap_quick                # every arm, tiny budget
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 import basicsr_snn  # noqa: F401  (registers the plugin)
-from basicsr_snn.benchmarks.arms import DEFAULT_ARMS, DESIGNS, RECIPES, TEACHERS, Arm
+from basicsr_snn.benchmarks.arms import ARM_GROUPS, DEFAULT_ARMS, DESIGNS, RECIPES, TEACHERS, Arm
 from basicsr_snn.benchmarks.study import QUICK, Study, StudyProtocol, study_data_folders
 from basicsr_snn.benchmarks.study_report import write_report
 from basicsr_snn.cli import user_errors_as_one_line
@@ -34,7 +35,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', required=True, help='study folder (one subfolder per arm)')
     parser.add_argument('--arms', nargs='+', default=list(DEFAULT_ARMS),
-                        help=f'arms to run, in order (default: all {len(DEFAULT_ARMS)}); designs: {sorted(DESIGNS)}, '
+                        help=f'arms to run, in order, or a group of arms ({", ".join(ARM_GROUPS)}; default: all '
+                             f'{len(DEFAULT_ARMS)} of the gap study); designs: {sorted(DESIGNS)}, '
                              f'recipes: {sorted(RECIPES)}')
     parser.add_argument('--report', action='store_true', help='only summarise the finished arms')
     parser.add_argument('--no-energy', action='store_true', help='leave energy out of the report')
@@ -53,6 +55,7 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=1,
                         help='torch CPU threads (default 1: on a shared CPU one thread is far faster than two)')
     args = parser.parse_args(argv)
+    args.arms = [arm for name in args.arms for arm in ARM_GROUPS.get(name, (name, ))]
     for name in args.arms:
         try:
             Arm.parse(name)

@@ -15,6 +15,8 @@ The ReLU twin is built from the student options (type ``<student type>ReLU``, th
 arguments it accepts); its weights do not matter, since an ANN costs all its MACs. Images:
 the first N of ``--images`` (default: the demo validation set, else scikit-image's camera),
 resized to cover ``--size`` and center-cropped. Convention: ``basicsr_snn.analysis.energy``.
+Every network is costed at its own precision, read from it (fp32, or the int8 / int4 of its ``weight_bits`` /
+``act_bits``); ``--precision`` costs every operation at one preset instead, a what-if.
 Per network it gives compute energy (MACs and SOPs, our convention), memory energy (weights,
 activations, membranes) under two sets of assumptions (``gpu``: spikes as fp32 values and membranes
 written back; ``neuromorphic``: spikes as bits and local membranes) and their totals, and beside
@@ -174,10 +176,12 @@ def parse_args(argv):
     parser.add_argument('--size', type=int, nargs=2, default=(256, 256), metavar=('H', 'W'),
                         help='image size the estimate is stated for (default 256 256)')
     parser.add_argument('--T', type=int, help="student time steps, set in its arch options (default: the options' T)")
-    parser.add_argument('--precision', default='fp32', choices=sorted(ENERGY_PRESETS_45NM) + ['custom'],
-                        help='45 nm energy preset (default fp32)')
-    parser.add_argument('--mac-pj', type=float, help='energy per MAC in pJ (overrides the preset)')
-    parser.add_argument('--ac-pj', type=float, help='energy per accumulate in pJ (overrides the preset)')
+    parser.add_argument('--precision', choices=sorted(ENERGY_PRESETS_45NM) + ['custom'],
+                        help='what-if: cost every operation at this 45 nm preset (default: each layer at its own '
+                             'precision, read from the network: fp32, or its weight_bits / act_bits)')
+    parser.add_argument('--mac-pj', type=float, help='what-if energy per MAC in pJ (overrides the --precision preset)')
+    parser.add_argument('--ac-pj', type=float, help='what-if energy per accumulate in pJ (overrides the --precision '
+                        'preset)')
     parser.add_argument('--memory', default='gpu', choices=tuple(MEMORY_ASSUMPTIONS),
                         help='memory assumptions of the JSON\'s memory_pj / total_pj (default gpu; both are printed)')
     parser.add_argument('--no-spikingjelly', action='store_true', help="skip spikingjelly's estimators")
@@ -191,6 +195,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.num_images < 1:
         parser.error(f'--num-images must be >= 1, got {args.num_images}')
+    if args.precision is None and (args.mac_pj is not None or args.ac_pj is not None):
+        parser.error('--mac-pj / --ac-pj override a what-if preset: give --precision too (e.g. --precision custom)')
     if min(args.size) < 1:
         parser.error(f'--size must be positive, got {args.size}')
     return args
@@ -243,8 +249,10 @@ def write_energy_report(args):
     height, width = args.size
     print(student.table())
     print()
-    print(f'Per image at {height}x{width}, {len(names)} image(s) ({", ".join(names)}), {args.precision}: '
-          f'MAC {student.mac_pj} pJ, AC {student.ac_pj} pJ; student T={student.time_steps}.')
+    precision = (f'what-if {args.precision} for every operation' if args.precision
+                 else 'each layer at its own precision (fp32, or its weight_bits / act_bits)')
+    print(f'Per image at {height}x{width}, {len(names)} image(s) ({", ".join(names)}), {precision}; '
+          f'student T={student.time_steps}.')
     print(summary_table(reports))
     if not args.no_spikingjelly:
         print()

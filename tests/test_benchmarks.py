@@ -131,6 +131,23 @@ def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
     assert 'another protocol' in mismatch.stderr and "'iters'" in mismatch.stderr
 
 
+def test_matched_precision_arms_report_quality_beside_energy_at_their_precision(tmp_path):
+    out = tmp_path / 'study'
+    run_script(BENCH_DISTILL, '--quick', '--out', out, '--arms', 'ilif-t1d8-w8.twin-init.s0', 'ilif-t1d8-w4.scratch.s0')
+    rows = {row['arm']: row for row in json.loads((out / 'study.json').read_text())['rows']}
+    assert set(rows) == {'w8a8.twin.s0', 'ilif-t1d8-w8.twin-init.s0', 'ilif-t1d8-w4.scratch.s0'}  # the twin first
+    assert [rows[arm]['precision'] for arm in sorted(rows)] == ['W4A8', 'W8A8', 'W8A8']
+    twin, student = rows['w8a8.twin.s0'], rows['ilif-t1d8-w8.twin-init.s0']
+    assert twin['energy']['sops'] == 0 and twin['energy']['macs'] > student['energy']['macs']
+    set_name = next(iter(student['sets']))
+    assert student['sets'][set_name]['gap_to_twin_db'] == pytest.approx(
+        student['final'][set_name]['psnr'] - twin['final'][set_name]['psnr'])
+    loaded = json.loads((out / 'ilif-t1d8-w8.twin-init.s0' / 'result.json').read_text())
+    assert loaded['network']['weight_bits'] == 8 and loaded['network']['act_bits'] == 8
+    header = (out / 'study.md').read_text().splitlines()[0]
+    assert 'precision' in header and 'total gpu / 256²' in header and 'total neuromorphic / 256²' in header
+
+
 def quick_study(out, iters=4):
     from basicsr_snn.benchmarks.study import Study, StudyProtocol
     from basicsr_snn.data.demo_data import make_demo_dataset

@@ -12,6 +12,7 @@ import basicsr_snn  # noqa: F401  (host-stack fixes, arch registration)
 from basicsr_snn.analysis import (AnalysedNetwork, FiringRateMonitor, aggregate_by_level, analyse_energy,
                                   calibrate_batchnorm, energy_measures, energy_per_op, ratios, summary_table)
 from basicsr_snn.archs.ilif_neuron import ILIFNode
+from basicsr_snn.archs.quantization import quantize_input, quantize_weights
 from basicsr_snn.archs.spikerir_arch import SpikerIR
 
 
@@ -252,7 +253,7 @@ def test_presets_and_bad_input():
     assert energy_per_op('fp16') == (1.5, 0.4)
     assert energy_per_op('int8', ac_pj=0.05) == (0.23, 0.05)
     assert energy_per_op('custom', mac_pj=2., ac_pj=0.1) == (2., 0.1)
-    with pytest.raises(ValueError, match="'fp32', 'int8'"):
+    with pytest.raises(ValueError, match="'fp32', 'int4', 'int8'"):
         energy_per_op('fp64')
     with pytest.raises(ValueError, match='custom'):
         energy_per_op('custom', mac_pj=2.)
@@ -339,3 +340,49 @@ def test_spikerir_ilif_convs_read_counts_and_cost_what_their_binary_expansion_co
         if count_layer.spike_fed:
             assert binary_layer.input_elements == 4 * count_layer.input_elements
     assert counts.memory('gpu').membrane_bytes == 0
+
+
+class TwoLayerInt8SNN(TwoLayerSNN):
+    """:class:`TwoLayerSNN` at T = 1 with D = 4, int8 weights on both layers, the image quantized to 8 bits."""
+
+    act_bits = 8
+
+    def __init__(self):
+        super().__init__(T=1, spike_levels=4)
+        quantize_input(quantize_weights(self.encoder, 8), 8)
+        quantize_weights(self.synapse[0], 8)
+
+
+def test_two_layer_network_at_int8_matches_hand_count():
+    report = analyse_energy(TwoLayerInt8SNN(), staircase_image())
+    encoder, synapse = report.layers
+    # the weights (1, 0.5 and 0.1 everywhere) are the top level of their channels: exact at int8. The image's
+    # quantizer calibrates on it: step 2.4 / 255, so the rows read 2.4, 1.2047, 0.6024, 0.1976.
+    # Counts (threshold 1, D = 4): channel 1 (x):     2, 1, 1, 0 per row -> 16 over 16 pixels
+    #                              channel 2 (x / 2): 1, 1, 0, 0 per row ->  8; 24 / 32 entries = 0.75.
+    assert (encoder.precision, encoder.weight_bits, encoder.input_bits) == ('int8', 8, 8)
+    assert (synapse.precision, synapse.spike_levels, synapse.input_rate) == ('int8', 4, 0.75)
+    assert (encoder.macs, synapse.sops) == (32, 216)  # 0.75 x 288
+    # int8: 32 MACs x 0.23 pJ + 216 ACs x 0.03 pJ
+    assert report.energy_pj == pytest.approx(32 * 0.23 + 216 * 0.03)
+    gpu, neuromorphic = report.memory('gpu'), report.memory('neuromorphic')
+    # weights: 2 + 18 int8 values, 1 byte each, one step
+    assert gpu.weight_bytes == neuromorphic.weight_bytes == 20
+    # encoder: 16 image values in (1 byte each) and 32 out (1 byte, act_bits); synapse: 16 out (1 byte) and
+    # 32 counts in: 1 byte each under gpu, ceil(log2(4 + 1)) = 3 bits under neuromorphic
+    assert gpu.activation_bytes == 16 + 32 + 32 + 16
+    assert neuromorphic.activation_bytes == 16 + 32 + 32 * 3 / 8 + 16
+    assert gpu.membrane_bytes == neuromorphic.membrane_bytes == 0  # T = 1
+    assert report.total_pj('gpu') == pytest.approx(report.energy_pj + 116 * gpu.pj_per_byte)
+    # the same network without quantization moves 4 bytes per value and computes at fp32
+    float_report = analyse_energy(TwoLayerSNN(T=1, spike_levels=4), staircase_image())
+    assert float_report.memory('gpu').weight_bytes == 80 and float_report.layers[0].precision == 'fp32'
+    what_if = analyse_energy(TwoLayerInt8SNN(), staircase_image(), precision='fp32')
+    assert what_if.precision == 'fp32 (what-if)' and what_if.energy_pj == pytest.approx(32 * 4.6 + 216 * 0.9)
+
+
+def test_int4_figures_are_derived_from_int8():
+    # multiplier ~ bits^2 (0.2 pJ -> 0.05), adder ~ bits (0.03 pJ -> 0.015)
+    assert energy_per_op('int4') == pytest.approx((0.065, 0.015))
+    with pytest.raises(ValueError, match='give precision too'):
+        analyse_energy(TwoLayerSNN(), staircase_image(), mac_pj=1.)

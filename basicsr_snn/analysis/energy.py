@@ -19,7 +19,16 @@ The convention (docs/energy.md states it for users):
 * Residual and skip additions (:class:`~basicsr_snn.archs.spiking_blocks.ElementwiseAdd`
   modules: the shortcut of every residual block, the encoder-decoder skips) cost one
   accumulate per output element, in spiking and ANN networks alike.
-* Energy = MACs x E_MAC + (SOPs + additions) x E_AC, with 45 nm figures from Horowitz (ISSCC 2014).
+* Energy = MACs x E_MAC + (SOPs + additions) x E_AC, with 45 nm figures from Horowitz (ISSCC 2014), at each
+  layer's own precision, read from the network (:func:`layer_precision`): a layer with float weights computes in
+  fp32; one with fake-quantized weights (:mod:`~basicsr_snn.archs.quantization`) accumulates at the weights' width
+  when spike-fed, and multiply-accumulates at the wider of its weights and its quantized input otherwise (fp32 when
+  its input is float). Operators outside conv / linear layers and the additions run at the network's activation
+  precision: ``int<act_bits>`` for a network with quantized activations, else fp32. ``precision`` overrides all of
+  it with one preset: a what-if, labelled as one.
+* fp32, fp16 and int8 figures are spikingjelly's ``SimpleEnergyCostConfig``; int4 is derived from int8 (an integer
+  multiplier's energy grows about with the square of the bit width, an adder's about linearly): multiply
+  0.2 pJ x (4/8)^2 = 0.05 pJ, add 0.03 pJ x 4/8 = 0.015 pJ, MAC 0.065 pJ, AC 0.015 pJ.
 
 Not included in compute: neuron state updates, other element-wise operations and biases. Batch
 normalization is treated as folded into the neighbouring layer (free) unless
@@ -37,14 +46,25 @@ from tqdm import tqdm
 from basicsr_snn.analysis.firing_rate import AdditionCounter, FiringRateMonitor, SynapticInputMonitor
 from basicsr_snn.analysis.macs import count_macs
 from basicsr_snn.analysis.memory import MEMORY_ASSUMPTIONS, MemoryAssumptions, MemoryTraffic, memory_traffic
+from basicsr_snn.archs.quantization import input_bits_of, weight_bits_of
 from basicsr_snn.utils.checks import check_choice
 from basicsr_snn.utils.hooks import evaluating
 
-#: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add;
-#: read from spikingjelly's ``SimpleEnergyCostConfig`` presets.
+
+
+def _int_preset(bits: int, base: SimpleEnergyCostConfig = SimpleEnergyCostConfig.int8(), base_bits: int = 8) -> dict:
+    """MAC and AC energy at ``bits`` from an integer preset: multiplier ~ bits^2, adder ~ bits."""
+    add, multiply = base.e_ac_pj, base.e_mac_pj - base.e_ac_pj
+    ratio = bits / base_bits
+    return {'mac_pj': multiply * ratio**2 + add * ratio, 'ac_pj': add * ratio}
+
+
+#: Energy per operation in picojoules at 45 nm (Horowitz 2014): MAC = multiply + add, AC = add; fp32, fp16 and
+#: int8 read from spikingjelly's ``SimpleEnergyCostConfig`` presets, int4 derived from int8 (module docstring).
 ENERGY_PRESETS_45NM = {
-    precision: {'mac_pj': preset.e_mac_pj, 'ac_pj': preset.e_ac_pj}
-    for precision, preset in ((name, getattr(SimpleEnergyCostConfig, name)()) for name in ('fp32', 'fp16', 'int8'))
+    **{precision: {'mac_pj': preset.e_mac_pj, 'ac_pj': preset.e_ac_pj}
+       for precision, preset in ((name, getattr(SimpleEnergyCostConfig, name)()) for name in ('fp32', 'fp16', 'int8'))},
+    'int4': _int_preset(4),
 }
 
 MEMORY_NOTE = ('Compute = MACs x E_MAC + (SOPs + additions) x E_AC. Memory = weights read once per step, '
@@ -72,6 +92,17 @@ def energy_per_op(precision: str = 'fp32', mac_pj: float | None = None,
                          f'{sorted(ENERGY_PRESETS_45NM) + ["custom"]}')
     preset = ENERGY_PRESETS_45NM[precision]
     return (float(preset['mac_pj'] if mac_pj is None else mac_pj), float(preset['ac_pj'] if ac_pj is None else ac_pj))
+
+
+def layer_precision(layer: torch.nn.Module, spike_fed: bool) -> str:
+    """The preset a conv / linear layer computes at (module docstring): ``'fp32'``, ``'int8'`` or ``'int4'``."""
+    weight_bits = weight_bits_of(layer)
+    if weight_bits is None:
+        return 'fp32'
+    if spike_fed:
+        return f'int{weight_bits}'
+    input_bits = input_bits_of(layer)
+    return 'fp32' if input_bits is None else f'int{max(weight_bits, input_bits)}'
 
 
 def format_energy(picojoules: float) -> str:
@@ -108,7 +139,11 @@ class LayerEnergy:
         spike_fed (bool): Input was spikes and the network was analysed as spiking: costed as SOPs.
         sops (float): Synaptic operations (ACs), ``input_rate x steps x macs_per_step``; 0 if analog.
         macs (float): MACs costed as multiply-accumulates, ``steps x macs_per_step``; 0 if spike-fed.
-        energy_pj (float): ``sops x ac_pj + macs x mac_pj``.
+        energy_pj (float): ``sops x ac_pj + macs x mac_pj`` at the layer's ``precision``.
+        precision (str): The preset its operations are costed at (:func:`layer_precision`, or the what-if one).
+        weight_bits (int | None): Bits of its quantized weights; None: float.
+        input_bits (int | None): Bits of its quantized analog input; None: float (or spikes).
+        output_bits (int | None): Bits its output is stored at (the network's ``act_bits``); None: float.
         parameters (int): The layer's weights and bias, read once per step.
         input_elements (float), output_elements (float): Input / output entries over all its steps.
         spike_levels (int | None): D of a spike-fed layer's input (1: binary spikes, D > 1: counts in
@@ -127,6 +162,10 @@ class LayerEnergy:
     input_elements: float = 0.
     output_elements: float = 0.
     spike_levels: int | None = None
+    precision: str = 'fp32'
+    weight_bits: int | None = None
+    input_bits: int | None = None
+    output_bits: int | None = None
 
 
 @dataclass
@@ -137,8 +176,10 @@ class EnergyReport:
         image_size (tuple[int, int]): (H, W) of the analysed images.
         num_images (int): Images the firing rates were averaged over.
         time_steps (int | None): The network's ``T`` (None for a network without one).
-        precision (str): Energy preset name.
-        mac_pj (float), ac_pj (float): Energy per MAC / per AC in pJ.
+        precision (str): ``'per layer'`` (each layer at its own precision, :func:`layer_precision`) or the what-if
+            preset every operation was costed at.
+        mac_pj (float), ac_pj (float): Energy per MAC / per AC in pJ of the operators outside conv / linear
+            layers and of the additions (the network's activation precision, or the what-if preset).
         params (int): Number of parameters.
         layers (list[LayerEnergy]): One row per conv / linear layer that ran.
         other_macs (dict[str, float]): MACs of operators outside conv / linear layers (per
@@ -174,7 +215,8 @@ class EnergyReport:
 
     @property
     def energy_pj(self):
-        return (self.sops + self.additions) * self.ac_pj + self.macs * self.mac_pj
+        return (sum(layer.energy_pj for layer in self.layers) + self.additions * self.ac_pj
+                + sum(self.other_macs.values()) * self.mac_pj)
 
     @property
     def energy_uj(self):
@@ -232,24 +274,25 @@ class EnergyReport:
         name_width = max([len(other)] + [len(layer.name) for layer in self.layers])
         type_width = max([12] + [len(layer.type) for layer in self.layers] + [len(op) for op in self.other_macs])
         header = (f'{"layer":<{name_width}} {"type":<{type_width}} {"steps":>5} {"MACs/step":>9} {"in rate":>7} '
-                  f'{"SOPs":>8} {"MACs":>8} {"energy":>9}')
+                  f'{"SOPs":>8} {"MACs":>8} {"prec":>5} {"energy":>9}')
         lines = [header, '-' * len(header)]
         for layer in self.layers:
             lines.append(f'{layer.name:<{name_width}} {layer.type:<{type_width}} {layer.steps:>5.3g} '
                          f'{format_count(layer.macs_per_step):>9} {layer.input_rate:>7.3f} '
-                         f'{format_count(layer.sops):>8} {format_count(layer.macs):>8} '
+                         f'{format_count(layer.sops):>8} {format_count(layer.macs):>8} {layer.precision:>5} '
                          f'{format_energy(layer.energy_pj):>9}')
         for operator, count in self.other_macs.items():
             lines.append(f'{other:<{name_width}} {operator:<{type_width}} {"":>5} {"":>9} {"":>7} {"":>8} '
-                         f'{format_count(count):>8} {format_energy(count * self.mac_pj):>9}')
+                         f'{format_count(count):>8} {"":>5} {format_energy(count * self.mac_pj):>9}')
         if self.additions:
             lines.append(f'{"(residual/skip additions)":<{name_width}} {"add":<{type_width}} {"":>5} {"":>9} '
-                         f'{"":>7} {format_count(self.additions):>8} {"":>8} '
+                         f'{"":>7} {format_count(self.additions):>8} {"":>8} {"":>5} '
                          f'{format_energy(self.additions * self.ac_pj):>9}')
         height, width = self.image_size
         lines += ['-' * len(header),
                   f'per image {height}x{width}, T={self.time_steps}, {self.precision} '
-                  f'(MAC {self.mac_pj} pJ, AC {self.ac_pj} pJ), rates over {self.num_images} image(s)',
+                  f'(outside conv/linear and additions: MAC {self.mac_pj:.3g} pJ, AC {self.ac_pj:.3g} pJ), '
+                  f'rates over {self.num_images} image(s)',
                   f'params {format_count(self.params)} | MACs {format_count(self.macs)} | '
                   f'SOPs {format_count(self.sops)} | mean input rate {self.mean_input_rate:.4f} | '
                   f'mean firing rate {self.mean_firing_rate:.4f} | compute energy {format_energy(self.energy_pj)}',
@@ -259,7 +302,8 @@ class EnergyReport:
         return '\n'.join(lines)
 
 
-def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str = 'fp32', mac_pj: float | None = None,
+def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str | None = None,
+                   mac_pj: float | None = None,
                    ac_pj: float | None = None, spiking: bool = True, fold_batchnorm: bool = True,
                    progress: str | None = None) -> EnergyReport:
     """Estimate the compute energy per image of ``model`` on real ``images``.
@@ -272,8 +316,11 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         model (nn.Module): Network mapping ``(1, C, H, W)`` to its output. Put in eval mode
             for the analysis and restored afterwards.
         images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for.
-        precision (str): ``'fp32'``, ``'fp16'``, ``'int8'`` (45 nm presets) or ``'custom'``.
-        mac_pj (float | None), ac_pj (float | None): Energy per MAC / AC in pJ, overriding the preset.
+        precision (str | None): None: every layer at its own precision, read from the network (module
+            docstring). A what-if override costing every operation at one preset: ``'fp32'``, ``'fp16'``,
+            ``'int8'``, ``'int4'`` (45 nm) or ``'custom'``.
+        mac_pj (float | None), ac_pj (float | None): Energy per MAC / AC in pJ, overriding the what-if preset
+            (``precision`` must be given).
         spiking (bool): True: layers whose inputs were spikes (binary, or the counts of a neuron
             declaring ``spike_levels``) cost SOPs (a layer that only ever received zeros counts as
             spike-fed, at cost 0). False: every layer costs MACs (an ANN teacher or ReLU twin,
@@ -287,7 +334,11 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
     if not torch.is_tensor(images) or images.dim() != 4 or images.shape[0] == 0:
         raise ValueError(f'images must be a non-empty (N, C, H, W) tensor, got '
                          f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}')
-    mac_pj, ac_pj = energy_per_op(precision, mac_pj, ac_pj)
+    if precision is None and (mac_pj is not None or ac_pj is not None):
+        raise ValueError('mac_pj / ac_pj override a what-if preset: give precision too (e.g. precision="custom")')
+    what_if = None if precision is None else energy_per_op(precision, mac_pj, ac_pj)
+    act_bits = getattr(model, 'act_bits', None)
+    network_mac_pj, network_ac_pj = what_if or energy_per_op('fp32' if act_bits is None else f'int{act_bits}')
     with evaluating(model):
         macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
         with SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons, \
@@ -307,15 +358,20 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         levels = inputs.spike_levels(name) if spiking else None
         spike_fed = levels is not None
         sops, layer_macs = (rate * dense, 0.0) if spike_fed else (0.0, dense)
+        layer_mac_pj, layer_ac_pj = what_if or energy_per_op(layer_precision(modules[name], spike_fed))
         layers.append(LayerEnergy(name=name, type=type(modules[name]).__name__, steps=steps,
                                   macs_per_step=dense / steps, input_rate=rate, spike_fed=spike_fed, sops=sops,
-                                  macs=layer_macs, energy_pj=sops * ac_pj + layer_macs * mac_pj,
+                                  macs=layer_macs, energy_pj=sops * layer_ac_pj + layer_macs * layer_mac_pj,
                                   parameters=sum(p.numel() for p in modules[name].parameters()),
                                   input_elements=inputs.elements[name] / num_images,
                                   output_elements=inputs.output_elements[name] / num_images,
-                                  spike_levels=levels))
+                                  spike_levels=levels,
+                                  precision=precision or layer_precision(modules[name], spike_fed),
+                                  weight_bits=weight_bits_of(modules[name]), input_bits=input_bits_of(modules[name]),
+                                  output_bits=act_bits))
     return EnergyReport(image_size=tuple(images.shape[-2:]), num_images=num_images, time_steps=time_steps,
-                        precision=precision, mac_pj=mac_pj, ac_pj=ac_pj,
+                        precision='per layer' if precision is None else f'{precision} (what-if)',
+                        mac_pj=network_mac_pj, ac_pj=network_ac_pj,
                         params=sum(p.numel() for p in model.parameters()), layers=layers,
                         other_macs={op: float(count) for op, count in macs.outside(inputs.recorded()).items()},
                         neuron_rates=neurons.rates(),

@@ -12,7 +12,11 @@ The model, per image, for every conv / linear layer that ran ``s`` time steps:
   step but the first, ``2 (s - 1)`` values per neuron (none at ``s = 1``, binary or not),
   unless ``local_membranes`` (neuromorphic cores keep the state next to the neuron).
 
-Bytes = values x ``bytes_per_value`` (4: fp32), energy = bytes x ``pj_per_byte`` (spikingjelly's
+Every value moves at its real width: a float weight, activation or membrane value takes ``bytes_per_value`` (4:
+fp32); a layer's fake-quantized weights (:mod:`~basicsr_snn.archs.quantization`) take their bits (int8: 1 byte),
+a fake-quantized analog input its bits, and the outputs of a network with quantized activations its ``act_bits``.
+Spike counts under ``gpu`` take a full value in a float network and 1 byte in one with quantized weights.
+Energy = bytes x ``pj_per_byte`` (spikingjelly's
 ``SimpleEnergyCostConfig`` figure, 24.96 pJ per byte). What lies between two synaptic layers
 (norms, neuron inputs and spikes, attention gates, additions) is taken as fused with them and
 moves nothing of its own; so does an ANN's activation function.
@@ -48,9 +52,9 @@ class MemoryAssumptions:
 
     def describe(self) -> str:
         spikes = ('spikes as bits (counts in [0, D] as ceil(log2(D + 1)) bits)' if self.spike_bits
-                  else f'spikes as {self.bytes_per_value:g}-byte values')
+                  else f'spikes as {self.bytes_per_value:g}-byte values (1 byte with quantized weights)')
         membranes = 'membranes local' if self.local_membranes else 'membranes written and read between steps'
-        return f'{spikes}, {membranes}, {self.pj_per_byte:g} pJ/byte'
+        return f'{spikes}, quantized values at their bits, {membranes}, {self.pj_per_byte:g} pJ/byte'
 
 
 MEMORY_ASSUMPTIONS = {
@@ -91,7 +95,7 @@ def memory_traffic(layers, neuron_elements: dict[str, float], neuron_steps: dict
     Args:
         layers (list[LayerEnergy]): per-layer records of :func:`~basicsr_snn.analysis.analyse_energy`
             (``steps``, ``parameters``, ``input_elements``, ``output_elements``, ``spike_fed``,
-            ``spike_levels``).
+            ``spike_levels``, ``weight_bits``, ``input_bits``, ``output_bits``).
         neuron_elements (dict[str, float]): per spiking neuron module, its output entries per
             image over all steps.
         neuron_steps (dict[str, float]): per spiking neuron module, the time steps it ran per image.
@@ -99,13 +103,19 @@ def memory_traffic(layers, neuron_elements: dict[str, float], neuron_steps: dict
     """
     value = assumptions.bytes_per_value
 
+    def width(bits):
+        return value if bits is None else bits / BITS_PER_BYTE
+
     def input_bytes(layer):
         if layer.spike_fed and assumptions.spike_bits:
             return spike_bits(layer.spike_levels) / BITS_PER_BYTE
-        return value
+        if layer.spike_fed:
+            return value if layer.weight_bits is None else 1
+        return width(layer.input_bits)
 
-    weights = sum(layer.steps * layer.parameters for layer in layers) * value
-    activations = sum(layer.input_elements * input_bytes(layer) + layer.output_elements * value for layer in layers)
+    weights = sum(layer.steps * layer.parameters * width(layer.weight_bits) for layer in layers)
+    activations = sum(layer.input_elements * input_bytes(layer) + layer.output_elements * width(layer.output_bits)
+                      for layer in layers)
     carried = sum(elements * (neuron_steps[name] - 1) / neuron_steps[name]
                   for name, elements in neuron_elements.items())
     membranes = 0. if assumptions.local_membranes else 2 * carried * value

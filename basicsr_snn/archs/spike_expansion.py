@@ -39,6 +39,10 @@ class SpikeFed:
     def spike_fed(self, conv: nn.Module, counts: torch.Tensor) -> torch.Tensor:
         return spike_fed_conv(conv, counts, self.spike_slots)
 
+    def conv_norm_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """``(convolution, the batch norm right after it)`` of every spike-fed convolution of the block."""
+        raise NotImplementedError
+
 
 def set_spike_inference(net: nn.Module, mode: str, levels: int) -> nn.Module:
     """Put every :class:`SpikeFed` block of ``net`` in ``mode`` (``'counts'`` or ``'binary'``, see the module

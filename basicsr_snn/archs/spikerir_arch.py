@@ -7,7 +7,8 @@ from spikingjelly.activation_based import functional, layer
 from torch import nn
 
 from basicsr_snn.archs.arch_utils import pad_to_multiple
-from basicsr_snn.archs.spike_expansion import SPIKE_INFERENCE_MODES, set_spike_inference
+from basicsr_snn.archs.quantization import ACT_BITS, WEIGHT_BITS, check_bits, quantize_network
+from basicsr_snn.archs.spike_expansion import SPIKE_INFERENCE_MODES, SpikeFed, set_spike_inference
 from basicsr_snn.archs.spiking_blocks import (SHORTCUTS, ElementwiseAdd, NeuronSpec, SpikingDownsample,
                                               SpikingLevel, SpikingUpsample, rate_encode)
 from basicsr_snn.utils.checks import check_bool, check_choice, check_int
@@ -127,6 +128,14 @@ class SpikerIR(nn.Module):
             the same output, every convolution input 0 or 1; D times the work here, see
             :mod:`~basicsr_snn.archs.spike_expansion`). Same weights: a checkpoint loads either
             way; :meth:`set_spike_inference` switches. Default: ``'counts'``.
+        weight_bits (int | None): quantization-aware training of the weights of every conv / linear layer: 8 or 4
+            (per-output-channel symmetric fake quantization, straight-through gradient,
+            :mod:`~basicsr_snn.archs.quantization`); None: float weights. Default: None.
+        act_bits (int | None): 8: fake-quantize, per tensor (observers calibrated in training), the input of every
+            conv / linear layer that reads analog values: the embedding conv (the image), the head (the analog
+            stream) and the attention's small convolutions; the spike-fed convolutions read integer counts already,
+            so the network computes on integers end to end. In :class:`SpikerIRReLU` every conv input is analog and
+            quantized (a W8A8 ANN). None: float inputs. Default: None.
 
     The multi-level neuron (``neuron: ilif``) follows SpikeYOLO's I-LIF rather than the paper, whose
     student fires binary spikes: ``count = clamp(round(h / v_threshold), 0, D)`` with a straight-through
@@ -160,7 +169,9 @@ class SpikerIR(nn.Module):
                  shortcut: str = 'membrane',
                  neuron_backend: str = 'auto',
                  spike_levels: int | None = None,
-                 spike_inference: str = 'counts'):
+                 spike_inference: str = 'counts',
+                 weight_bits: int | None = None,
+                 act_bits: int | None = None):
         super().__init__()
         check_int('in_ch', in_ch, 1)
         if out_ch != in_ch:
@@ -175,6 +186,8 @@ class SpikerIR(nn.Module):
         check_bool('attention', attention)
         check_choice('encoding', encoding, ENCODINGS)
         check_choice('shortcut', shortcut, SHORTCUTS)
+        self.weight_bits = check_bits('weight_bits', weight_bits, WEIGHT_BITS)
+        self.act_bits = check_bits('act_bits', act_bits, ACT_BITS)
         spec = NeuronSpec(neuron, tau, v_threshold, detach_reset, surrogate, surrogate_alpha, neuron_backend,
                           spike_levels)
         self.spike_levels = spec.levels
@@ -198,7 +211,16 @@ class SpikerIR(nn.Module):
         self.decoder1 = SpikingLevel(widths[0], dec_blocks[0], spec, T, attention, shortcut)
         self.skip_add = ElementwiseAdd()  # the three encoder-decoder skips
         self.head = nn.Conv2d(dim, out_ch, 3, padding=1)
+        # every conv of a conv_norm pair but the embedding's reads spikes (in the twin: ReLU outputs, analog)
+        spike_fed = {conv for conv, _ in self.conv_norm_pairs()[1:]} if self.spiking else set()
+        quantize_network(self, weight_bits, act_bits, analog_input=lambda layer: layer not in spike_fed)
         self.set_spike_inference(spike_inference)
+
+    def conv_norm_pairs(self) -> list:
+        """``(conv, batch norm after it)``: the embedding's, then every spike-fed convolution's (in ``'counts'``
+        mode, the ReLU twin's convolutions at the same places); the other convolutions have no batch norm."""
+        blocks = [module for module in self.modules() if isinstance(module, SpikeFed)]
+        return [(self.embed[0], self.embed[1])] + [pair for block in blocks for pair in block.conv_norm_pairs()]
 
     def set_spike_inference(self, mode: str) -> 'SpikerIR':
         """``'counts'`` or ``'binary'`` (see ``spike_inference``); returns the network."""

@@ -12,7 +12,8 @@ class SpikerIRReLU(SpikerIR):
     baseline. It accepts every SpikerIR option, so a student's network options can be reused by
     changing ``type`` only; the spiking-only ones (tau, detach_reset, surrogate,
     surrogate_alpha, neuron_backend, spike_levels, spike_inference) have no effect, and ``v_threshold`` only sets the initial batch-norm scale
-    as in the student.
+    as in the student. ``weight_bits`` quantizes as in the student; ``act_bits: 8`` quantizes the input of every
+    conv / linear layer, all of which read analog values here: with ``weight_bits: 8`` the W8A8 ANN baseline.
 
     ``T`` defaults to 1: a ReLU network fed the same image at every step computes the same thing
     T times. The temporal attention's weights have T inputs, so set ``T`` to the student's value

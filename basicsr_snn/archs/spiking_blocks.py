@@ -204,6 +204,10 @@ class SpikingResidualBlock(SpikeFed, nn.Module):
             return self.residual_add(out, x)
         return self.residual_add(out, self.shortcut_norm(self.spike_fed(self.shortcut_conv, spikes)))
 
+    def conv_norm_pairs(self):
+        pairs = [(self.conv1, self.norm1), (self.conv2, self.norm2)]
+        return pairs if self.identity_shortcut else pairs + [(self.shortcut_conv, self.shortcut_norm)]
+
 
 class SpikingLevel(nn.Sequential):
     """``num_blocks`` residual blocks of one width: ``(T, B, C, H, W) -> (T, B, C, H, W)``.
@@ -227,6 +231,9 @@ class _SpikeFedSequential(SpikeFed, nn.Sequential):
     def forward(self, x):
         neuron, conv, norm = self
         return norm(self.spike_fed(conv, neuron(x)))
+
+    def conv_norm_pairs(self):
+        return [(self[1], self[2])]
 
 
 class SpikingDownsample(_SpikeFedSequential):

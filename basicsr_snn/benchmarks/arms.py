@@ -11,6 +11,11 @@ An arm is named ``teacher`` or ``<design>.<recipe>.s<seed>``:
   design; ``scratch`` the spiking student alone; the others distil a teacher into it;
 * the seed sets the initial weights and the training batches (their order, crops and noise).
 
+Matched precision (:data:`MATCHED_PRECISION_ARMS`): ``w8a8`` is the membrane design with 8-bit weights and 8-bit
+analog activations (quantization-aware training); its ReLU twin ``w8a8.twin`` is the W8A8 ANN baseline, and it is
+the twin of ``ilif-t1d8-w8`` (the D = 8 student with 8-bit weights, the image and head inputs at 8 bits) and of
+nothing else; ``ilif-t1d8-w4`` has 4-bit weights.
+
 Arms with the same seed start from the same weights and see the same batches, so their
 difference is the recipe; the spread between scratch seeds is the noise floor.
 """
@@ -31,6 +36,12 @@ DESIGNS = {
     'ilif-t1d8': {'shortcut': 'membrane', 'neuron': 'ilif', 'T': 1, 'spike_levels': 8},
     'ilif-t2d2': {'shortcut': 'membrane', 'neuron': 'ilif', 'T': 2, 'spike_levels': 2},
     'medium-ilif-t1d4': {'shortcut': 'membrane', 'dim': 14, 'neuron': 'ilif', 'T': 1, 'spike_levels': 4},
+    # quantization-aware training (weight_bits, act_bits): before the students, so that it is their twin design
+    'w8a8': {'shortcut': 'membrane', 'weight_bits': 8, 'act_bits': 8},
+    'ilif-t1d8-w8': {'shortcut': 'membrane', 'neuron': 'ilif', 'T': 1, 'spike_levels': 8, 'weight_bits': 8,
+                     'act_bits': 8},
+    'ilif-t1d8-w4': {'shortcut': 'membrane', 'neuron': 'ilif', 'T': 1, 'spike_levels': 8, 'weight_bits': 4,
+                     'act_bits': 8},
 }
 # options a ReLU twin ignores: designs that differ only in them share one twin
 TWIN_IGNORED = ('neuron', 'T', 'tau', 'detach_reset', 'surrogate', 'surrogate_alpha', 'neuron_backend', 'spike_levels',
@@ -107,6 +118,14 @@ DEFAULT_ARMS = (
     'medium.scratch.s0', 'ilif-t1d4.scratch.s0', 'ilif-t1d8.scratch.s0', 'ilif-t2d2.scratch.s0',
     'ilif-t1d4.twin-init.s0', 'ilif-t1d4.hkd-std.s0', 'ilif-t1d4.scratch.s1', 'medium-ilif-t1d4.scratch.s0',
 )
+# the matched-precision study, most important first: the W8A8 ANN, the W8 student from scratch and initialised
+# from it (the headline pair, then their second seeds), the W4 student
+MATCHED_PRECISION_ARMS = (
+    'w8a8.twin.s0', 'ilif-t1d8-w8.scratch.s0', 'ilif-t1d8-w8.twin-init.s0', 'ilif-t1d8-w8.scratch.s1',
+    'ilif-t1d8-w8.twin-init.s1', 'ilif-t1d8-w4.scratch.s0',
+)
+#: names ``--arms`` accepts for a whole set of arms
+ARM_GROUPS = {'gap': DEFAULT_ARMS, 'matched-precision': MATCHED_PRECISION_ARMS}
 _ARM_NAME = re.compile(r'^(?P<design>[\w-]+)\.(?P<recipe>[\w-]+)\.s(?P<seed>\d+)$')
 
 

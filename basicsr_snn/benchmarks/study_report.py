@@ -5,7 +5,8 @@ the same seed when it was trained, else of another seed);
 the gain over scratch of the same design (the mean over scratch seeds, with half their spread,
 the noise floor); the first curve iteration at which it reaches scratch's final PSNR; whether
 its curve flattened (PSNR gained over the last quarter of the iterations, and the learning rate
-there as a fraction of the peak); compute energy per 256x256 image; wall time.
+there as a fraction of the peak); its precision (bits of weights / analog activations); energy per 256x256 image
+at its own precision (compute, and compute + memory under each memory assumption set); wall time.
 """
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from basicsr.archs import build_network
 
-from basicsr_snn.analysis import analyse_energy
+from basicsr_snn.analysis import ENERGY_MEASURES, analyse_energy, energy_measures
 from basicsr_snn.benchmarks.arms import Arm
 from basicsr_snn.benchmarks.protocol import iterations_to_reach
 from basicsr_snn.benchmarks.study import CHECKPOINT, Study
@@ -95,7 +96,9 @@ def summarise(study: Study, with_energy: bool = True) -> dict:
     rows = []
     for name, result in results.items():
         arm = Arm.parse(name)
+        network = result['network']
         row = {'arm': name, 'description': result['description'], 'params': result['params'],
+               'precision': precision_label(network.get('weight_bits'), network.get('act_bits')),
                'wall_minutes': (result['train_seconds'] + result['eval_seconds'] + result['final_eval_seconds']) / 60,
                'seconds_per_iter': result['seconds_per_iter'], 'final': result['final'], 'sets': {}}
         twin = None if arm.is_teacher or arm.is_twin else _twin_result(results, arm)
@@ -119,11 +122,23 @@ def summarise(study: Study, with_energy: bool = True) -> dict:
     return {'protocol': study.protocol.to_dict(), 'noise_floor': floors, 'rows': rows}
 
 
+def precision_label(weight_bits, act_bits) -> str:
+    """``'fp32'``, ``'W8A8'``, ``'W4'`` ...: the bits of a network's weights and analog activations."""
+    if weight_bits is None and act_bits is None:
+        return 'fp32'
+    return (f'W{weight_bits}' if weight_bits else 'Wfp32') + (f'A{act_bits}' if act_bits else '')
+
+
+def energy_cells(energy: dict) -> list[str]:
+    """Compute, total gpu, total neuromorphic of a cached energy record, in µJ."""
+    return [f'{value * 1e-6:.1f} µJ' for value in energy_measures(energy).values()]
+
+
 def markdown_table(summary: dict) -> str:
     set_names = [Path(d).name for d in summary['protocol']['val_dirs']]
     header = ['arm', 'params'] + [f'{s} PSNR / SSIM' for s in set_names] + \
-        ['gap to twin', 'gain over scratch', 'iters to scratch final', 'last-25% gain (lr)', 'energy / 256²',
-         'wall']
+        ['gap to twin', 'gain over scratch', 'iters to scratch final', 'last-25% gain (lr)', 'precision'] + \
+        [f'{measure} / 256²' for measure in ENERGY_MEASURES] + ['wall']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     first = set_names[0]
     for row in summary['rows']:
@@ -139,7 +154,8 @@ def markdown_table(summary: dict) -> str:
         flat = sets[first]['flattening']
         lr_fraction = flat['lr_fraction_there']
         cells.append(f'{flat["late_gain_db"]:+.2f} dB ({lr_fraction:.0%})' if lr_fraction is not None else '-')
-        cells.append(f'{row["energy"]["energy_uj"]:.1f} µJ' if 'energy' in row else '-')
+        cells.append(row.get('precision', '-'))
+        cells += energy_cells(row['energy']) if 'energy' in row else ['-'] * len(ENERGY_MEASURES)
         cells.append(f'{row["wall_minutes"]:.0f} min')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

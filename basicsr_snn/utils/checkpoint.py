@@ -13,6 +13,10 @@ beside it when EMA was on. The policy, for every network (teacher, student, scri
   AdaIR, ``{'state_dict': {'net.<name>': ...}, 'epoch': ...}``) is removed from every key; every key
   must start with it. When none is given and the keys do not match the network but all share a
   first component whose removal makes them match, the error names that prefix and the option to set.
+* A weight that ``torch.nn.utils.parametrize`` reparametrizes (fake-quantized weights,
+  :mod:`~basicsr_snn.archs.quantization`) is stored as ``<module>.parametrizations.<name>.original``; a
+  checkpoint key ``<module>.<name>`` is matched to it and back, so float and quantized networks load each
+  other's weights (the quantizers' buffers a float checkpoint lacks need ``strict: false``).
 * Files are read with ``weights_only=True``: one holding other objects is refused, with the
   command that keeps its weights.
 * Files are written by :func:`atomic_save`: a checkpoint file is complete or absent, also after a
@@ -32,6 +36,7 @@ import torch
 from torch import nn
 
 DEFAULT_PARAM_KEY = 'params'
+_PARAMETRIZED = re.compile(r'^(?P<module>(?:.*\.)?)parametrizations\.(?P<name>[^.]+)\.original$')
 OTHER_PARAM_KEY = {'params': 'params_ema', 'params_ema': 'params'}
 
 
@@ -110,6 +115,24 @@ def read_state_dict(path: str | Path, param_key: str | None = DEFAULT_PARAM_KEY,
     return state_dict, param_key
 
 
+def match_parametrized_keys(expected, state_dict: dict) -> dict:
+    """``state_dict`` with ``<module>.<name>`` renamed to ``<module>.parametrizations.<name>.original`` where the
+    network (its keys ``expected``) reparametrizes that tensor, and back where it does not."""
+    expected = set(expected)
+    to_original = {f"{match['module']}{match['name']}": key for key in expected if (match := _PARAMETRIZED.match(key))}
+
+    def renamed(key):
+        if key in expected:
+            return key
+        if key in to_original:
+            return to_original[key]
+        match = _PARAMETRIZED.match(key)
+        plain = f"{match['module']}{match['name']}" if match else None
+        return plain if plain in expected else key
+
+    return {renamed(key): value for key, value in state_dict.items()}
+
+
 def shared_key_prefix(keys) -> str | None:
     """The first dotted component shared by all ``keys`` with its dot (``'net.'``), or None."""
     keys = list(keys)
@@ -145,6 +168,7 @@ def load_weights(network: nn.Module, path: str | Path, param_key: str | None = D
     state_dict, param_key = read_state_dict(path, param_key, key_chosen, option_key, key_option, strip_prefix,
                                             prefix_option)
     expected = network.state_dict()
+    state_dict = match_parametrized_keys(expected, state_dict)
     mismatched = tuple(sorted(key for key in set(expected) & set(state_dict)
                               if expected[key].shape != state_dict[key].shape))
     report = LoadReport(param_key=param_key,
