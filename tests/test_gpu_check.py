@@ -97,3 +97,20 @@ def test_two_process_torchrun_distillation_runs_on_gloo(tmp_path):
     row = gpu_check.torchrun_distillation_check(tmp_path, backend='gloo', iterations=2)
     assert row['passed'], row.get('output_tail')
     assert row['returncode'] == 0 and row['checkpoint'] and row['logged_losses'] >= 2
+
+
+def test_each_run_has_its_own_input_gradient():
+    inputs = gpu_check.dyadic_inputs((4, 2, 3))
+    weights = gpu_check.dyadic_inputs((4, 2, 3), seed=1)
+    build = gpu_check.neuron_builders()['lif']
+    _, first, _ = gpu_check._run_neuron(build(), inputs, weights, 'cpu')
+    _, second, _ = gpu_check._run_neuron(build(), inputs, weights, 'cpu')
+    assert first is not second and torch.equal(first, second) and not inputs.requires_grad
+
+
+def test_a_neuron_with_other_gradients_and_the_same_spikes_fails_the_check():
+    """Another surrogate sharpness changes the gradients only: the comparison of two runs must see it."""
+    row = gpu_check.neuron_check('lif', lambda: NeuronSpec(neuron='lif', backend='spikingjelly').build(), 'cpu',
+                                 build_candidate=lambda: NeuronSpec(neuron='lif', backend='spikingjelly',
+                                                                    surrogate_alpha=3.0).build())
+    assert row['spikes']['passed'] and not row['grad_input']['passed'] and not row['passed'], row

@@ -75,7 +75,8 @@ def compare_close(reference: torch.Tensor, candidate: torch.Tensor, rtol: float 
 def _run_neuron(node: torch.nn.Module, inputs: torch.Tensor, grad_weights: torch.Tensor, device) -> tuple:
     """Spikes, input gradient and parameter gradients of ``node`` on ``device`` (multi-step input)."""
     node = node.to(device)
-    x = inputs.to(device).requires_grad_(True)
+    # a leaf of its own on every run: ``inputs.to('cpu')`` is ``inputs`` itself, whose gradient two runs would share
+    x = inputs.detach().to(device, copy=True).requires_grad_(True)
     functional.reset_net(node)
     node.zero_grad(set_to_none=True)
     spikes = node(x)
