@@ -381,6 +381,9 @@ def model_to_device(self, net):
 
     net = net.to(self.device)
     if self.opt['dist']:
+        # find_unused_parameters (BasicSR's option, default false) stays off for every arch of this package:
+        # each trainable parameter gets a gradient every step (PromptIR's and AdaIR's release-only layers are
+        # frozen), and detecting unused ones would cost a graph traversal per iteration
         device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
         net = DistributedDataParallel(
             net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))

@@ -101,6 +101,11 @@ class FreModule(nn.Module):
         in_dim (int): image channels.
         unused_release_layers (bool): also build ``conv`` and ``score_gen``, which the release
             defines but never calls.
+
+    The parameters that never get a gradient are frozen (``requires_grad`` off), so that DDP
+    (``find_unused_parameters: false``) does not wait for one: ``conv``, ``score_gen`` and
+    ``rate_conv`` (its rates are rounded, see :meth:`low_frequency_mask`). They stay in the state
+    dict, and the release's checkpoints load as before.
     """
 
     def __init__(self, dim, num_heads, bias, in_dim=3, unused_release_layers=True):
@@ -118,6 +123,9 @@ class FreModule(nn.Module):
         self.frequency_refine = FreRefine(dim)
         self.rate_conv = nn.Sequential(nn.Conv2d(dim, dim // 8, 1, bias=False), nn.GELU(),
                                        nn.Conv2d(dim // 8, 2, 1, bias=False))
+        for name in ('conv', 'score_gen', 'rate_conv'):
+            if hasattr(self, name):
+                getattr(self, name).requires_grad_(False)
 
     def forward(self, image, features):
         image = F.interpolate(image, features.shape[-2:], mode='bilinear', align_corners=False)
@@ -132,7 +140,7 @@ class FreModule(nn.Module):
 
         Its half-sides are ``(side // MASK_SIDE_DIVISOR) x rate``, rounded down, with two rates in
         (0, 1) per image from ``rate_conv`` on the embedding's global mean. The rounding has no
-        gradient, so ``rate_conv`` keeps its initial weights in training, as in the release.
+        gradient, so ``rate_conv`` keeps its initial weights in training, as in the release (it is frozen).
         """
         height, width = embedded.shape[-2:]
         rates = self.rate_conv(embedded.mean((2, 3), keepdim=True)).sigmoid()[:, :, 0, 0]
