@@ -155,15 +155,20 @@ class FreModule(nn.Module):
 
     def split_frequencies(self, image):
         """``(high, low)``, each ``(B, dim, h, w)``: magnitudes of the inverse transforms of the spectrum of the
-        image embedded by ``conv1``, outside and inside the low-frequency mask."""
+        image embedded by ``conv1``, outside and inside the low-frequency mask.
+
+        The transforms run in float32 whatever autocast makes of ``conv1``: cuFFT has no bf16, and
+        its fp16 only takes power-of-two sizes (the bands are float32)."""
         embedded = self.conv1(image)
         mask = self.low_frequency_mask(embedded)
-        spectrum = torch.fft.fftshift(torch.fft.fft2(embedded, norm='forward'), dim=(-2, -1))
+        with torch.autocast(embedded.device.type, enabled=False):
+            embedded = embedded.float()
+            spectrum = torch.fft.fftshift(torch.fft.fft2(embedded, norm='forward'), dim=(-2, -1))
 
-        def band(selection):
-            return torch.fft.ifft2(torch.fft.ifftshift(spectrum * selection, dim=(-2, -1)), norm='forward').abs()
+            def band(selection):
+                return torch.fft.ifft2(torch.fft.ifftshift(spectrum * selection, dim=(-2, -1)), norm='forward').abs()
 
-        return band(1 - mask), band(mask)
+            return band(1 - mask.float()), band(mask.float())
 
 
 @ARCH_REGISTRY.register()
