@@ -26,6 +26,7 @@ normalization is treated as folded into the neighbouring layer (free) unless
 ``fold_batchnorm=False``. Memory traffic (weights, activations, membrane potentials) is a
 separate figure, :meth:`EnergyReport.memory`, under the assumptions of :mod:`.memory`.
 """
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -271,7 +272,8 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
     Args:
         model (nn.Module): Network mapping ``(1, C, H, W)`` to its output. Put in eval mode
             for the analysis and restored afterwards.
-        images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for.
+        images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for; moved to the
+            device of ``model``'s parameters (a CUDA study measures a CUDA network).
         precision (str): ``'fp32'``, ``'fp16'``, ``'int8'`` (45 nm presets) or ``'custom'``.
         mac_pj (float | None), ac_pj (float | None): Energy per MAC / AC in pJ, overriding the preset.
         spiking (bool): True: layers whose inputs were spikes (binary, or the counts of a neuron
@@ -288,6 +290,9 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
         raise ValueError(f'images must be a non-empty (N, C, H, W) tensor, got '
                          f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}')
     mac_pj, ac_pj = energy_per_op(precision, mac_pj, ac_pj)
+    weight = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if weight is not None:
+        images = images.to(weight.device)
     with evaluating(model):
         macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
         with SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons, \
