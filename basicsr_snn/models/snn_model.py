@@ -61,6 +61,8 @@ class SNNModel(SRModel):
       before and after every test forward, so an arch that does not reset itself also works.
     * ``train.ema_decay`` > 0: the EMA network averages the parameters and copies the buffers
       (BN running statistics), which BasicSR's EMA leaves at their initial values.
+    * One process per GPU: DataParallel (``num_gpu`` > 1 without a launcher) is refused, since its
+      replicas would share the neuron state and the recording hooks; use ``torchrun``.
     * Validation and testing run the bare network (or its EMA), never the DDP wrapper, so rank 0
       validates alone without entering a collective buffer broadcast.
     * ``train.optim_g.type``: any optimizer class of ``torch.optim`` (``Adam``, ``AdamW``, ``SGD``,
@@ -122,6 +124,11 @@ class SNNModel(SRModel):
     """
 
     def __init__(self, opt):
+        if opt['num_gpu'] > 1 and not opt['dist']:
+            # DataParallel's replicas would share the neuron state and the hooks of the firing-rate monitor
+            raise ValueError(f'{type(self).__name__} does not support DataParallel (num_gpu: {opt["num_gpu"]} without '
+                             'a launcher): start with torchrun --nproc_per_node=N ... --launcher pytorch, or set '
+                             'num_gpu: 1')
         BaseModel.__init__(self, opt)
         self._nonfinite_outputs = 0
         self._datasets_checked = False
