@@ -163,10 +163,10 @@ def training_step_check(label: str, build: Callable[[], torch.nn.Module], in_ch:
             amp.step(optimizer)
         elif amp.overflow_is_the_scales():
             overflow_steps += 1
-            amp.skip()
+            amp.skip(overflow=True)
         else:
             bad_gradient_steps += 1
-            amp.skip()
+            amp.skip(overflow=True)
         functional.reset_net(network)
     finite = all(math.isfinite(value) for value in losses) and not bad_gradient_steps
     falling = finite and losses[-1] < losses[0]

@@ -233,7 +233,7 @@ class DistillSNNModel(SNNModel):
     def compute_losses(self, current_iter):
         l_total, loss_dict = super().compute_losses(current_iter)
         gamma = self.distill_schedule(current_iter)
-        loss_dict['distill_weight'] = torch.tensor(gamma, device=self.device)
+        loss_dict['distill_weight'] = gamma  # a number of the host: logged as it is, never copied to the device
         if gamma > 0:
             l_total = l_total + gamma * self._distillation_loss(loss_dict)
         self.student_recorder.clear()

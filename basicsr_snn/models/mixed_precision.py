@@ -86,18 +86,21 @@ class MixedPrecision:
         return self.scaler is not None and self.scaler.get_scale() >= MIN_OVERFLOW_SCALE
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """The optimizer step of gradients that were checked finite (and GradScaler's scale update)."""
-        if self.scaler is None:
-            optimizer.step()
-            return
-        self.scaler.step(optimizer)
-        self.scaler.update()
-        self._unscaled = False
+        """The optimizer step of gradients that were checked finite (and GradScaler's scale update).
 
-    def skip(self) -> None:
-        """No step this time; GradScaler lowers its scale if the gradients it unscaled were not finite."""
-        if self._unscaled:
+        ``optimizer.step()`` itself, not ``GradScaler.step``: the caller has checked the gradients finite
+        already, and GradScaler would read its own overflow flags back to the host (a second sync).
+        """
+        optimizer.step()
+        if self.scaler is not None:
             self.scaler.update()
+            self._unscaled = False
+
+    def skip(self, overflow: bool = False) -> None:
+        """No step this time. ``overflow``: the gradients overflowed at this loss scale, which GradScaler lowers;
+        otherwise (a bad loss) the scale stays."""
+        if self._unscaled:
+            self.scaler.update(None if overflow else self.scaler.get_scale())
             self._unscaled = False
 
     def scale(self) -> float | None:
