@@ -6,9 +6,10 @@ it, :mod:`basicsr_snn._compat`), which adds, for any model class:
 * **Stop signals** (SIGTERM, SIGINT, SIGUSR1): the handler only records the signal, so nothing is
   interrupted. Before the next iteration every rank learns whether any rank received one (in the
   step's one all-reduce, see :meth:`TrainingSession.feed_data`); then rank 0 saves the checkpoint
-  of the last completed iteration (the files of a scheduled save), every rank waits for it, the lock is released, one line names the
-  signal and the checkpoint, and the process exits with :data:`STOPPED_EXIT_CODE`. Further signals
-  are noted on stderr and change nothing, during the save too.
+  of the last completed iteration (the files of a scheduled save), every rank waits for it, the
+  lock is released, one line names the signal and the checkpoint, and the process exits with
+  :data:`STOPPED_EXIT_CODE`. Further signals are noted on stderr and change nothing, during the
+  save too.
 * **A crash** (any exception of the loop but a diverged run or a failed write): rank 0 first saves
   the last completed iteration through the same save path, if its weights are finite, logs one line
   naming it and re-raises. Every rank holds the same weights, optimizer and scheduler at the end of

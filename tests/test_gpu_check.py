@@ -113,8 +113,8 @@ def test_every_check_of_the_script_passes_on_the_cpu_and_a_failed_one_makes_it_e
 
 def test_curves_must_agree_within_the_tolerance():
     reference = {1: 0.2, 2: 0.1}
-    assert entry_point_checks.compare_curves(reference, {1: 0.201, 2: 0.1}, 0.01) == dict(passed=True,
-                                                                                          max_rel_diff=pytest.approx(0.005))
+    agreeing = entry_point_checks.compare_curves(reference, {1: 0.201, 2: 0.1}, 0.01)
+    assert agreeing == dict(passed=True, max_rel_diff=pytest.approx(0.005))
     assert not entry_point_checks.compare_curves(reference, {1: 0.21, 2: 0.1}, 0.01)['passed']
     assert not entry_point_checks.compare_curves(reference, {1: 0.2}, 0.01)['passed']
     assert not entry_point_checks.compare_curves(reference, {1: 0.2, 2: math.nan}, 0.01)['passed']

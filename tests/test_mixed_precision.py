@@ -146,3 +146,14 @@ def test_amp_off_runs_in_float32():
     with amp.autocast():
         assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.float32
     assert amp.scale() is None and not amp.enabled
+
+
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False),
+                    reason='this GPU has bf16')
+def test_bf16_on_a_cuda_device_without_bf16_is_refused_at_start_up():
+    """Before Ampere (and here, without any GPU) autocast would fail at the first forward, or emulate bf16."""
+    with pytest.raises(ValueError, match=r'^train\.amp\.dtype: bf16 needs a GPU with bf16 arithmetic \(Ampere or '
+                                         r'newer\), which this machine has not; use fp16 \(or train\.amp: ~ for '
+                                         r'float32\)$'):
+        MixedPrecision.from_options({'dtype': 'bf16'}, torch.device('cuda'), 'train.amp')
+    assert MixedPrecision.from_options({'dtype': 'bf16'}, torch.device('cpu'), 'train.amp').enabled

@@ -7,8 +7,9 @@
     val:
       amp: {dtype: bf16}   # validation and test forwards under torch.autocast; outputs back in float32
 
-The weights, the optimizer state and the checkpoints stay float32: autocast only runs the ops in
-half precision. ``fp16`` scales the loss with a :class:`torch.amp.GradScaler`, whose gradients are
+``bf16`` on a CUDA GPU without bf16 arithmetic (before Ampere) is refused at start-up. The weights,
+the optimizer state and the checkpoints stay float32: autocast only runs the ops in half precision.
+``fp16`` scales the loss with a :class:`torch.amp.GradScaler`, whose gradients are
 unscaled before the gradient norm is taken (so ``train.grad_clip_norm`` and the loss guard see true
 gradients). A step whose fp16 gradients overflow is GradScaler's to skip: it lowers the scale and
 the loss guard does not count the step as a bad one, as long as the scale is at least
@@ -46,6 +47,11 @@ class MixedPrecision:
             check_choice(f'{option_key}.dtype', dtype, tuple(AMP_DTYPES))
         self.dtype = dtype
         self.device_type = torch.device(device).type
+        without_bf16 = self.device_type == 'cuda' and not torch.cuda.is_bf16_supported(including_emulation=False)
+        if dtype == 'bf16' and without_bf16:
+            # before Ampere, autocast would fail at the first forward, or emulate bf16 slowly
+            raise ValueError(f'{option_key}.dtype: bf16 needs a GPU with bf16 arithmetic (Ampere or newer), which '
+                             f'this machine has not; use fp16 (or {option_key}: ~ for float32)')
         self.scaler = torch.amp.GradScaler(self.device_type) if dtype == 'fp16' and training else None
         self._unscaled = False
 

@@ -277,7 +277,7 @@ class SNNModel(SRModel):
         monitor = self._spike_monitor if self.cri_rate is not None or logs_rate else None
         self.optimizer_g.zero_grad()
         # a skipped step must not leave its batch in the running statistics (BN) either
-        statistics = {name: buffer.clone() for name, buffer in running_statistics(bare_net).items()}
+        statistics = [(buffer, buffer.clone()) for buffer in running_statistics(bare_net).values()]
         with self.amp.autocast():
             with monitor if monitor is not None else nullcontext():
                 self.forward_student()
@@ -294,10 +294,9 @@ class SNNModel(SRModel):
             scale = self.amp.scale()
             self.amp.skip(overflow)
             self.optimizer_g.zero_grad()
-            running = running_statistics(bare_net)
             with torch.no_grad():
-                for name, saved in statistics.items():
-                    running[name].copy_(saved)
+                for buffer, saved in statistics:
+                    buffer.copy_(saved)
             if overflow:  # GradScaler's routine back-off, not a bad step
                 get_root_logger().info(f'Iteration {current_iter}: fp16 gradients overflowed; step skipped, loss '
                                        f'scale {scale:g} -> {self.amp.scale():g} (train.amp).')
