@@ -106,6 +106,24 @@ def test_an_fp16_overflow_step_is_skipped_by_gradscaler_without_counting_as_a_ba
     assert model.amp.scale() == scale / 2
 
 
+def test_a_non_finite_fp16_loss_is_a_bad_step_that_leaves_the_scale(tmp_path, data_root):
+    """Its gradients are not finite either (it is back-propagated), but the loss, not the scale, is at fault."""
+    model = model_with(tmp_path, data_root, amp={'dtype': 'fp16'}, loss_guard={'max_skips': 1})
+    batch = training_batch(model.opt)
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    scale, before = model.amp.scale(), student_weights(model)
+    model.feed_data(dict(batch, lq=torch.full_like(batch['lq'], float('nan'))))
+    with captured_log() as messages:
+        model.optimize_parameters(2)
+    assert model.loss_guard.skipped_in_a_row == 1 and model.amp.scale() == scale
+    assert not any('overflowed' in m for m in messages)
+    assert all(torch.equal(value, before[key]) for key, value in student_weights(model).items())
+    model.feed_data(batch)
+    model.optimize_parameters(3)  # GradScaler is ready for the next step
+    assert model.loss_guard.skipped_in_a_row == 0
+
+
 def test_the_loss_guard_counts_an_overflow_that_no_scale_explains(tmp_path, data_root):
     for amp in ({'dtype': 'bf16'}, {'dtype': 'fp16'}):
         model = model_with(tmp_path, data_root, amp=amp, loss_guard={'max_skips': 0})
