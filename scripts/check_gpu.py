@@ -15,9 +15,10 @@ A few minutes on one GPU. Sections, each a list of rows of the printed table and
 2. ``training``: a few training steps of every SpikerIR preset and of every teacher (Restormer, PromptIR,
    AdaIR at their authors' configurations) in fp32, bf16 and fp16 as ``train.amp`` runs them, at
    36 x 36 (no power of two: cuFFT's fp16 refuses those): finite losses that fall;
-3. ``entry_point``: ``SNNModel`` and ``DistillSNNModel`` trained through ``basicsr_snn.train`` on the
-   demo's recipes under ``train.amp`` fp32, bf16 and fp16, each against the same run on the CPU (same
-   seed): every logged ``l_pix`` within a stated relative tolerance (``tolerance`` in the row;
+3. ``entry_point``: ``SNNModel`` and ``DistillSNNModel`` trained and validated through
+   ``basicsr_snn.train`` on the demo's recipes under ``train.amp`` / ``val.amp`` fp32, bf16 and fp16,
+   each against the same run on the CPU (same seed): every logged ``l_pix`` and the final PSNR within
+   stated tolerances (``tolerance``, ``psnr_tolerance_db`` in the row;
    :mod:`basicsr_snn.benchmarks.entry_point_checks`);
 4. ``torchrun``: a distillation under ``torchrun --nproc_per_node=1`` with NCCL, and with 2 processes
    where two GPUs exist;
@@ -153,8 +154,9 @@ def describe(row):
         what = f'entry point {row["model"]:<15} {row["dtype"]}'
         if 'curve' in row:
             difference = row['curve']['max_rel_diff']
-            what += (f' exit {row["returncode"]}, largest difference from the CPU run '
-                     f'{"n/a" if difference is None else f"{difference:.2%}"} (tolerance {row["tolerance"]:.0%})')
+            what += (f' exit {row["returncode"]}, largest loss difference from the CPU run '
+                     f'{"n/a" if difference is None else f"{difference:.2%}"} (tolerance {row["tolerance"]:.0%}), '
+                     f'PSNR {row["psnr"]} against {row["reference_psnr"]} dB (tolerance {row["psnr_tolerance_db"]} dB)')
     elif check == 'torchrun':
         what = f'torchrun {row["processes"]} x {row.get("backend", "")}'
         if 'returncode' in row:

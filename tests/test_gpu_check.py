@@ -124,7 +124,7 @@ def test_a_run_through_the_entry_point_matches_its_cpu_run_and_not_another_seeds
     reference = entry_point_checks.run(tmp_path / 'reference', 'run', 'SNNModel', 'cpu', iterations=3)
     assert reference['returncode'] == 0 and sorted(reference['losses']) == [1, 2, 3], reference['output_tail']
     row = entry_point_checks.entry_point_check(tmp_path, 'SNNModel', 'fp32', 'cpu', reference, iterations=3)
-    assert row['passed'] and row['curve']['max_rel_diff'] == 0, row
+    assert row['passed'] and row['curve']['max_rel_diff'] == 0 and row['psnr'] == row['reference_psnr'] > 10, row
     other_seed = entry_point_checks.run(tmp_path / 'other', 'run', 'SNNModel', 'cpu', iterations=3, seed=7)
     row = entry_point_checks.entry_point_check(tmp_path / 'again', 'SNNModel', 'fp32', 'cpu', other_seed, iterations=3)
     assert not row['passed'] and row['curve']['max_rel_diff'] > entry_point_checks.CURVE_RTOL['fp32'], row

@@ -6,9 +6,10 @@ iterations on a tiny gray set written by :func:`write_gray_images`, every iterat
 process of its own: ``python -m basicsr_snn.train -opt ...`` or, for the distributed checks,
 ``python -m torch.distributed.run --nproc_per_node=N -m basicsr_snn.train ... --launcher pytorch``.
 
-* :func:`entry_point_check`: a run on the device under ``train.amp`` (fp32, bf16, fp16) against the
-  same run on the CPU, same seed (so the same weights, crops and noise): every logged ``l_pix``
-  within :data:`CURVE_RTOL` of the CPU's, relative.
+* :func:`entry_point_check`: a run on the device under ``train.amp`` and ``val.amp`` (fp32, bf16,
+  fp16) against the same run on the CPU, same seed (so the same weights, crops and noise): every
+  logged ``l_pix`` within :data:`CURVE_RTOL` of the CPU's, relative, and the final validation's PSNR
+  (a distillation also measures its teacher first) within :data:`PSNR_TOLERANCE_DB`.
 * :func:`torchrun_check`: ``torchrun`` with N processes (NCCL on GPUs, gloo on the CPU) exits 0, logs
   finite losses and writes the final checkpoint.
 * :func:`stop_and_resume_check`: SIGTERM after the first logged iteration stops the run with
@@ -36,6 +37,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_OPTIONS = {'SNNModel': 'train_snn_demo.yml', 'DistillSNNModel': 'distill_demo.yml'}
 #: the largest relative difference of a logged l_pix from the CPU run's, per train.amp dtype
 CURVE_RTOL = {'fp32': 0.02, 'bf16': 0.1, 'fp16': 0.05}
+#: the largest difference of the final validation's PSNR from the CPU run's, in dB, per val.amp dtype
+PSNR_TOLERANCE_DB = {'fp32': 0.05, 'bf16': 0.5, 'fp16': 0.2}
+PSNR_LINE = re.compile(r'# psnr: ([-+.\deEnaif]+)')
 LOG_LINE = re.compile(r'iter:\s*([\d,]+), lr:.*?l_pix: ([-+.\deEnaif]+)')
 
 
@@ -51,24 +55,25 @@ def write_gray_images(folder: Path, count: int = 4, size: int = 48) -> Path:
 
 def run_options(work_dir: Path, name: str, model_type: str, device: str, dtype: str = 'fp32', iterations: int = 8,
                 backend: str | None = None, seed: int | None = None) -> Path:
-    """The demo's options for ``model_type`` cut to ``iterations`` on a tiny set, on ``device`` ('cuda' or 'cpu')
-    under ``train.amp: dtype`` (``seed``: another ``manual_seed`` than the demo's); returns the option file (in
-    ``work_dir``)."""
+    """The demo's options for ``model_type`` cut to ``iterations`` on a tiny set, validated at the end, on ``device``
+    ('cuda' or 'cpu') under ``train.amp`` and ``val.amp: dtype`` (``seed``: another ``manual_seed`` than the
+    demo's); returns the option file (in ``work_dir``)."""
     options = yaml.safe_load((REPO_ROOT / 'options' / 'demo' / DEMO_OPTIONS[model_type]).read_text())
     options.update(name=name, num_gpu=1 if device == 'cuda' else 0)
     if seed is not None:
         options['manual_seed'] = seed
     if backend is not None:
         options['dist_params'] = {'backend': backend}
-    train_set = options['datasets']['train']
-    train_set.update(dataroot_gt=str(write_gray_images(work_dir / 'data')), gt_size=32, batch_size_per_gpu=2,
-                     num_worker_per_gpu=0, dataset_enlarge_ratio=1)
-    options['datasets'] = {'train': train_set}
-    options.pop('val')
+    images = str(write_gray_images(work_dir / 'data'))
+    options['datasets']['train'].update(dataroot_gt=images, gt_size=32, batch_size_per_gpu=2, num_worker_per_gpu=0,
+                                        dataset_enlarge_ratio=1)
+    options['datasets']['val'].update(dataroot_gt=images)
+    amp = None if dtype == 'fp32' else {'dtype': dtype}
+    options['val'].update(val_freq=iterations, amp=amp, metrics={'psnr': options['val']['metrics']['psnr']})
     if model_type == 'DistillSNNModel':
         options['path'].update(pretrain_network_t=None)
         options['train']['distill']['allow_random_teacher'] = True
-    options['train'].update(total_iter=iterations, amp=None if dtype == 'fp32' else {'dtype': dtype})
+    options['train'].update(total_iter=iterations, amp=amp)
     options['train']['scheduler'].update(periods=[iterations])
     options['logger'] = {'print_freq': 1, 'save_checkpoint_freq': iterations, 'use_tb_logger': False}
     path = work_dir / f'{name}.yml'
@@ -101,8 +106,8 @@ def logged_losses(experiment: Path) -> dict[int, float]:
 
 def run(work_dir: Path, name: str, model_type: str, device: str, dtype: str = 'fp32', iterations: int = 8,
         processes: int | None = None, backend: str | None = None, seed: int | None = None, timeout: int = 600) -> dict:
-    """One training run; ``{'returncode', 'losses' ({iteration: l_pix}), 'checkpoint' (bool), 'output_tail',
-    'seconds'}``."""
+    """One training run; ``{'returncode', 'losses' ({iteration: l_pix}), 'psnr' (of the last validation, None
+    without), 'checkpoint' (bool), 'output_tail', 'seconds'}``."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     options = run_options(work_dir, name, model_type, device, dtype, iterations, backend, seed)
@@ -110,7 +115,9 @@ def run(work_dir: Path, name: str, model_type: str, device: str, dtype: str = 'f
     result = subprocess.run(train_command(options, processes), cwd=work_dir, env=environment(device),
                             capture_output=True, text=True, timeout=timeout)
     experiment = work_dir / 'experiments' / name
+    validations = PSNR_LINE.findall('\n'.join(log.read_text() for log in sorted(experiment.glob('train_*.log'))))
     return dict(returncode=result.returncode, losses=logged_losses(experiment),
+                psnr=float(validations[-1]) if validations else None,
                 checkpoint=(experiment / 'models' / 'net_g_latest.pth').is_file(),
                 output_tail=(result.stdout + result.stderr)[-3000:], seconds=time.perf_counter() - started)
 
@@ -137,7 +144,11 @@ def entry_point_check(work_dir: Path, model_type: str, dtype: str, device: str, 
                reference_returncode=reference['returncode'], losses=list(candidate['losses'].values()),
                reference_losses=list(reference['losses'].values()), seconds=candidate['seconds'])
     row['curve'] = compare_curves(reference['losses'], candidate['losses'], CURVE_RTOL[dtype])
-    row['passed'] = candidate['returncode'] == 0 == reference['returncode'] and row['curve']['passed']
+    row.update(psnr=candidate['psnr'], reference_psnr=reference['psnr'], psnr_tolerance_db=PSNR_TOLERANCE_DB[dtype])
+    row['psnr_agrees'] = (candidate['psnr'] is not None and reference['psnr'] is not None
+                          and abs(candidate['psnr'] - reference['psnr']) <= PSNR_TOLERANCE_DB[dtype])
+    row['passed'] = (candidate['returncode'] == 0 == reference['returncode'] and row['curve']['passed']
+                     and row['psnr_agrees'])
     if candidate['returncode'] != 0 or reference['returncode'] != 0:
         row['output_tail'] = candidate['output_tail'] if candidate['returncode'] else reference['output_tail']
     return row
