@@ -1,4 +1,5 @@
-"""A training iteration reads the device back to the host once: the loss guard's one decision.
+"""A training iteration reads the device back to the host once, and runs one collective of its own: the
+loss guard's one decision.
 
 On a GPU every read of a device tensor from Python (``item``, ``float()``, ``bool()``, ``tolist``,
 ``cpu()``, ``numpy()``) waits for the GPU to finish its queue. This CPU test counts those reads while the
@@ -6,9 +7,12 @@ training session and the model run an iteration as BasicSR's loop does (``feed_d
 ``optimize_parameters``), on an iteration whose losses are not logged.
 """
 import copy
+import socket
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from basicsr_snn.data.unreadable_samples import UNREADABLE_KEY
 from basicsr_snn.training_session import TrainingSession
@@ -121,3 +125,52 @@ def test_the_gradients_are_scaled_only_to_clip_them(tmp_path, data_root, clip):
         norm = model._gradient_norm()
     torch.testing.assert_close(norm, norm_before)
     assert bool(multiplications.calls) == (clip is not None)
+
+
+COLLECTIVES = ('all_reduce', 'all_gather', 'all_gather_object', 'broadcast', 'reduce', 'barrier')
+
+
+def _distributed_iteration_worker(rank, port, root, data_root, results):
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    options = in_process_options(root / f'rank{rank}', training_options(root, data_root, 'ddp_syncs', total_iter=10))
+    options.update(dist=True, rank=rank, world_size=2)
+    options['logger']['print_freq'] = PRINT_FREQ
+    session = TrainingSession(build_model(options), options, iterations_per_epoch=2)
+    batch = training_batch(options, start=rank)
+    calls = []
+    originals = {name: getattr(dist, name) for name in COLLECTIVES}
+
+    def counted(name):
+        def collective(*args, **kwargs):
+            calls[-1].append(name)
+            return originals[name](*args, **kwargs)
+        return collective
+
+    try:
+        for name in COLLECTIVES:
+            setattr(dist, name, counted(name))
+        for current_iter in (1, 2, 3):
+            calls.append([])
+            with HostReads(optimizer_step_counters(session.model)) as counter:
+                session.feed_data(dict(copy.copy(batch), **{UNREADABLE_KEY: ['[]', '[]']}))
+                session.optimize_parameters(current_iter)
+            calls[-1].append(counter.reads)
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)
+        session.close()
+    results[rank] = calls
+    dist.destroy_process_group()
+
+
+def test_under_ddp_an_iteration_costs_one_collective_of_this_package_and_one_read(tmp_path, data_root):
+    """The loss guard, the stop signal and the unreadable files share one all-reduce (DDP's own gradient
+    all-reduce runs in C++ and is not counted)."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.start_processes(_distributed_iteration_worker, args=(port, tmp_path, data_root, results), nprocs=2,
+                       start_method='forkserver')
+    for rank in (0, 1):
+        assert results[rank][1:] == [['all_reduce', ['tolist']]] * 2, results[rank]
