@@ -13,6 +13,7 @@ Two kinds, applied at two moments:
 Each fix is idempotent and leaves a BasicSR that is already fixed upstream alone. docs/compatibility.md
 lists them with their reasons.
 """
+import datetime
 import functools
 import importlib.util
 import itertools
@@ -54,12 +55,19 @@ def _silence_niqe_scipy_warning():
                             category=DeprecationWarning)
 
 
-def init_dist(launcher, backend=None, **kwargs):
+#: minutes a rank waits in a collective before torch.distributed gives up (``dist_params.timeout_minutes``).
+#: torch's NCCL default is 10: too short, since rank 0 validates alone (and, distilling, first measures the
+#: teacher on every validation set) while the other ranks wait in the next iteration's all-reduce.
+DEFAULT_DIST_TIMEOUT_MINUTES = 60
+
+
+def init_dist(launcher, backend=None, timeout_minutes=DEFAULT_DIST_TIMEOUT_MINUTES, **kwargs):
     """Initialise torch.distributed for BasicSR's `pytorch` (torchrun) and `slurm` launchers.
 
     BasicSR's own version hard-codes NCCL and ``RANK % cuda.device_count()``, which raises
     ZeroDivisionError without a GPU. Here the device comes from LOCAL_RANK and the backend is
-    ``backend`` (``dist_params.backend`` in the options) or NCCL with CUDA, gloo without.
+    ``backend`` (``dist_params.backend`` in the options) or NCCL with CUDA, gloo without; collectives
+    wait ``timeout_minutes`` (``dist_params.timeout_minutes``, under torchrun) before failing.
     """
     import torch.distributed as dist
     import torch.multiprocessing as mp
@@ -75,17 +83,21 @@ def init_dist(launcher, backend=None, **kwargs):
         raise ValueError(f"Invalid launcher '{launcher}'; valid choices: none, pytorch, slurm.")
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
-    dist.init_process_group(backend=backend, **kwargs)
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes), **kwargs)
 
 
-def _dist_backend_from_options(argv):
-    """`dist_params.backend` of the options file named by ``-opt`` (None when absent)."""
-    if '-opt' not in argv or argv.index('-opt') + 1 >= len(argv):
-        return None
-    import yaml
-    with open(argv[argv.index('-opt') + 1]) as f:
-        opt = yaml.safe_load(f) or {}
-    return (opt.get('dist_params') or {}).get('backend')
+def _dist_params_from_options(argv) -> dict:
+    """``dist_params.backend`` (None when absent) and ``dist_params.timeout_minutes`` (checked) of the options
+    file named by ``-opt``."""
+    params = {}
+    if '-opt' in argv and argv.index('-opt') + 1 < len(argv):
+        import yaml
+        with open(argv[argv.index('-opt') + 1]) as f:
+            params = (yaml.safe_load(f) or {}).get('dist_params') or {}
+    from basicsr_snn.utils.checks import check_number
+    timeout = params.get('timeout_minutes', DEFAULT_DIST_TIMEOUT_MINUTES)
+    return dict(backend=params.get('backend'),
+                timeout_minutes=check_number('dist_params.timeout_minutes', timeout, above=0))
 
 
 def normalise_launcher_argv(argv):
@@ -115,7 +127,7 @@ def _wrap_parse_options(original):
         from basicsr_snn.utils.training_option_checks import check_training_options, read_exponent_numbers
         sys.argv[:] = normalise_launcher_argv(sys.argv)
         try:
-            options.init_dist = functools.partial(init_dist, backend=_dist_backend_from_options(sys.argv))
+            options.init_dist = functools.partial(init_dist, **_dist_params_from_options(sys.argv))
             opt, args = original(root_path, is_train)
         except yaml.YAMLError as error:
             raise ValueError(_yaml_error_line(sys.argv[sys.argv.index('-opt') + 1], error)) from error
@@ -405,6 +417,9 @@ def model_to_device(self, net):
 
     net = net.to(self.device)
     if self.opt['dist']:
+        # find_unused_parameters (BasicSR's option, default false) stays off for every arch of this package:
+        # each trainable parameter gets a gradient every step (PromptIR's and AdaIR's release-only layers are
+        # frozen), and detecting unused ones would cost a graph traversal per iteration
         device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
         net = DistributedDataParallel(
             net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))

@@ -4,11 +4,12 @@ BasicSR's training loop sees the model through a :class:`TrainingSession` (the e
 it, :mod:`basicsr_snn._compat`), which adds, for any model class:
 
 * **Stop signals** (SIGTERM, SIGINT, SIGUSR1): the handler only records the signal, so nothing is
-  interrupted. Before the next iteration every rank learns whether any rank received one (one
-  all-reduce per iteration); then rank 0 saves the checkpoint of the last completed iteration (the
-  files of a scheduled save), every rank waits for it, the lock is released, one line names the
-  signal and the checkpoint, and the process exits with :data:`STOPPED_EXIT_CODE`. Further signals
-  are noted on stderr and change nothing, during the save too.
+  interrupted. Before the next iteration every rank learns whether any rank received one (in the
+  step's one all-reduce, see :meth:`TrainingSession.feed_data`); then rank 0 saves the checkpoint
+  of the last completed iteration (the files of a scheduled save), every rank waits for it, the
+  lock is released, one line names the signal and the checkpoint, and the process exits with
+  :data:`STOPPED_EXIT_CODE`. Further signals are noted on stderr and change nothing, during the
+  save too.
 * **A crash** (any exception of the loop but a diverged run or a failed write): rank 0 first saves
   the last completed iteration through the same save path, if it is healthy (below), logs one line
   naming it and re-raises. Every rank holds the same weights, optimizer and scheduler at the end of
@@ -119,6 +120,10 @@ class TrainingSession:
         self.max_bad_samples = (opt['datasets'].get('train') or {}).get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES)
         self.signals = StopSignals()
         self.signals.install()
+        self._unagreed_unreadable = []  # met in the last batch, agreed on by the step of the model
+        self._agreed_in_the_step = hasattr(model, 'step_flag_source') and dist.is_available() and dist.is_initialized()
+        if self._agreed_in_the_step:
+            model.step_flag_source = lambda: [self.signals.received or 0, len(self._unagreed_unreadable)]
 
     def __getattr__(self, name):
         return getattr(self.model, name)
@@ -136,10 +141,19 @@ class TrainingSession:
         self.resumed_weights_checked = False
 
     def feed_data(self, data):
-        """Called once per iteration on every rank, before the step: bad files and stop signals are agreed here."""
+        """Called once per iteration on every rank, before the step: bad files and stop signals are acted on here.
+
+        Across processes, a model with ``step_flag_source`` (:class:`~basicsr_snn.models.snn_model.SNNModel`)
+        carries them in its step's one all-reduce: a signal is acted on before the step after the one that
+        agreed on it, the files of a batch at the next iteration. Any other model costs an all-reduce here.
+        """
         met = [tuple(entry) for text in data.pop(UNREADABLE_KEY, []) for entry in json.loads(text)]
         new = [(source, reason) for source, reason in met if source not in self.unreadable]
-        signum, any_new = max_over_ranks([self.signals.received or 0, len(new)], self.model.device)
+        if self._agreed_in_the_step:
+            signum, any_new = self.model.agreed_step_flags or (0, 0)
+            new, self._unagreed_unreadable = self._unagreed_unreadable, new
+        else:
+            signum, any_new = max_over_ranks([self.signals.received or 0, len(new)], self.model.device)
         if any_new:
             self._record_unreadable(new)
         if signum:
@@ -248,9 +262,11 @@ class TrainingSession:
 
     def close(self) -> None:
         self.signals.restore()
-        if self.unreadable:
-            get_root_logger().warning(f'{len(self.unreadable)} training file(s) could not be read and were replaced: '
-                                      f'{list(self.unreadable)}')
+        unreadable = list(self.unreadable) + [source for source, _ in self._unagreed_unreadable
+                                              if source not in self.unreadable]
+        if unreadable:
+            get_root_logger().warning(f'{len(unreadable)} training file(s) could not be read and were replaced: '
+                                      f'{unreadable}')
 
     # helpers --------------------------------------------------------------------------------------
 

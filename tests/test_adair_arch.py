@@ -132,3 +132,28 @@ def test_hint_points_have_the_documented_shapes():
 def test_invalid_options_name_the_option(options, key):
     with pytest.raises(ValueError, match=key):
         AdaIR(**{**SMALL, **options})
+
+
+class FFTInputs(torch.overrides.TorchFunctionMode):
+    """Records the dtype of every tensor that a ``torch.fft`` transform receives."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, '__module__', '') == 'torch._C._fft':
+            self.dtypes.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_the_transforms_receive_float32_under_autocast(dtype):
+    model = AdaIR(**SMALL, inp_channels=1, out_channels=1)
+    image = torch.rand(1, 1, 20, 28)  # a size that is no power of two, which cuFFT's fp16 refuses
+    with torch.autocast('cpu', dtype=dtype), FFTInputs() as seen:
+        output = model(image)
+    # fft2 and ifftshift/ifft2 of each band, at three blocks
+    assert len(seen.dtypes) >= 9 and set(seen.dtypes) == {torch.float32, torch.complex64}, seen.dtypes
+    assert seen.dtypes.count(torch.float32) == 3  # one fft2 of the embedding per block
+    assert torch.isfinite(output).all() and output.shape == image.shape

@@ -386,3 +386,30 @@ def test_int4_figures_are_derived_from_int8():
     assert energy_per_op('int4') == pytest.approx((0.065, 0.015))
     with pytest.raises(ValueError, match='give precision too'):
         analyse_energy(TwoLayerSNN(), staircase_image(), mac_pj=1.)
+
+
+class _FirstForward(Exception):
+    """Stops an analysis at the network's first forward, once its input's device is recorded."""
+
+
+@pytest.mark.parametrize('tool', ['analyse_energy', 'network_energy'])
+def test_the_image_is_moved_to_the_networks_device(tool):
+    """A study on another device (``--device cuda``) feeds its CPU energy image to the network there;
+    ``meta`` stands for that device (the analysis cannot read counts back from it, so it stops at the forward)."""
+    from basicsr_snn.benchmarks.study_report import network_energy
+    with torch.device('meta'):
+        network = SpikerIR(in_ch=1, out_ch=1, dim=4, T=2, attention=False)
+    seen = []
+
+    def record_and_stop(module, args):
+        seen.append(args[0].device)
+        raise _FirstForward
+
+    network.register_forward_pre_hook(record_and_stop)
+    image = torch.rand(1, 1, 16, 16)
+    with pytest.raises(_FirstForward):
+        if tool == 'analyse_energy':
+            analyse_energy(network, image)
+        else:
+            network_energy(network, image, spiking=True)
+    assert seen == [torch.device('meta')] and image.device.type == 'cpu'

@@ -1,4 +1,5 @@
 """scripts/check_gpu.py: its one line without CUDA, and its comparison helpers on CPU tensors."""
+import json
 import math
 import os
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from basicsr_snn.archs.spiking_blocks import NeuronSpec
-from basicsr_snn.benchmarks import gpu_check
-from pipeline_utils import REPO_ROOT
+from basicsr_snn.benchmarks import entry_point_checks, gpu_check
+from pipeline_utils import REPO_ROOT, load_script
 from python_processes import run_python
 
 
@@ -93,7 +94,60 @@ def test_every_preset_and_the_teachers_are_listed():
     assert labels[:4] == ['SpikerIR small', 'SpikerIR medium', 'SpikerIR base', 'Restormer (paper)']
 
 
+def test_every_check_of_the_script_passes_on_the_cpu_and_a_failed_one_makes_it_exit_1(tmp_path, monkeypatch):
+    check_gpu = load_script('check_gpu')
+    out = tmp_path / 'report.json'
+    assert check_gpu.main(['--device', 'cpu', '--only', 'neurons', '--out', str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = report['checks']
+    assert report['passed'] and report['failed'] == 0 and len(rows) == 4 * 2 * 3  # neurons x T x dtypes
+    assert {(row['T'], row['dtype']) for row in rows} == {(t, d) for t in (1, 4) for d in gpu_check.DTYPES}
+    assert all(row['passed'] and row['kernel'].startswith('torch-reference') for row in rows)
+    # a gradient tolerance no difference can meet: every fp32 row fails, and so does the command
+    monkeypatch.setitem(gpu_check.GRAD_TOLERANCE, 'fp32', (-1.0, -1.0))
+    assert check_gpu.main(['--device', 'cpu', '--only', 'neurons', '--out', str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert not report['passed'] and report['failed'] == 8
+    assert all(row['passed'] is (row['dtype'] != 'fp32') for row in report['checks'])
+
+
+def test_curves_must_agree_within_the_tolerance():
+    reference = {1: 0.2, 2: 0.1}
+    agreeing = entry_point_checks.compare_curves(reference, {1: 0.201, 2: 0.1}, 0.01)
+    assert agreeing == dict(passed=True, max_rel_diff=pytest.approx(0.005))
+    assert not entry_point_checks.compare_curves(reference, {1: 0.21, 2: 0.1}, 0.01)['passed']
+    assert not entry_point_checks.compare_curves(reference, {1: 0.2}, 0.01)['passed']
+    assert not entry_point_checks.compare_curves(reference, {1: 0.2, 2: math.nan}, 0.01)['passed']
+
+
+def test_a_run_through_the_entry_point_matches_its_cpu_run_and_not_another_seeds(tmp_path):
+    reference = entry_point_checks.run(tmp_path / 'reference', 'run', 'SNNModel', 'cpu', iterations=3)
+    assert reference['returncode'] == 0 and sorted(reference['losses']) == [1, 2, 3], reference['output_tail']
+    row = entry_point_checks.entry_point_check(tmp_path, 'SNNModel', 'fp32', 'cpu', reference, iterations=3)
+    assert row['passed'] and row['curve']['max_rel_diff'] == 0 and row['psnr'] == row['reference_psnr'] > 10, row
+    other_seed = entry_point_checks.run(tmp_path / 'other', 'run', 'SNNModel', 'cpu', iterations=3, seed=7)
+    row = entry_point_checks.entry_point_check(tmp_path / 'again', 'SNNModel', 'fp32', 'cpu', other_seed, iterations=3)
+    assert not row['passed'] and row['curve']['max_rel_diff'] > entry_point_checks.CURVE_RTOL['fp32'], row
+
+
 def test_two_process_torchrun_distillation_runs_on_gloo(tmp_path):
-    row = gpu_check.torchrun_distillation_check(tmp_path, backend='gloo', iterations=2)
+    row = entry_point_checks.torchrun_check(tmp_path, 'cpu', processes=2, iterations=2)
     assert row['passed'], row.get('output_tail')
-    assert row['returncode'] == 0 and row['checkpoint'] and row['logged_losses'] >= 2
+    assert row['returncode'] == 0 and row['checkpoint'] and row['logged_losses'] == 2 and row['backend'] == 'gloo'
+
+
+def test_a_sigterm_stops_the_run_and_auto_resume_finishes_it(tmp_path):
+    row = entry_point_checks.stop_and_resume_check(tmp_path, 'cpu', iterations=60)
+    assert row['passed'], row.get('output_tail')
+    assert row['stopped_returncode'] == 75 and 1 <= row['stopped_at'] < 60 and row['resumed_from'] == row['stopped_at']
+
+
+@pytest.mark.parametrize('dtype', gpu_check.DTYPES)
+def test_every_teacher_takes_a_training_step_at_a_size_that_is_no_power_of_two(dtype):
+    from basicsr.utils.registry import ARCH_REGISTRY
+    small = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, inp_channels=1, out_channels=1)
+    for name, extra in (('Restormer', {}), ('PromptIR', dict(prompt_dims=(8, 16, 32), prompt_sizes=(8, 4, 2))),
+                        ('AdaIR', {})):
+        row = gpu_check.training_step_check(name, lambda: ARCH_REGISTRY.get(name)(**small, **extra), 1, 'cpu', dtype,
+                                            steps=2, lr=3e-3)
+        assert row['size'] == 36 and row['finite'] and row['bad_gradient_steps'] == 0, row

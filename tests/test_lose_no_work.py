@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, _agreed
+from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
 from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, write_options, write_paired_folder
@@ -80,10 +80,21 @@ def test_the_loss_guard_resumes_with_its_lowest_loss(tmp_path, data_root):
 
 def test_a_diverged_loss_is_skipped():
     guard = LossGuard(max_skips=3, divergence_ratio=100)
+    norm = torch.tensor(1.0)
     guard.accept(torch.tensor(0.05))
-    assert guard.loss_problem(torch.tensor(4.0)) is None
-    assert 'diverged' in guard.loss_problem(torch.tensor(6.0))
-    assert LossGuard(divergence_ratio=None).loss_problem(torch.tensor(1e30)) is None
+    assert guard.check(torch.tensor(4.0), norm) == (None, [])
+    assert guard.check(torch.tensor(6.0), norm)[0] == ('the loss diverged (above 100 x the lowest loss so far, '
+                                                       '0.05)')
+    guard.accept(torch.tensor(0.01))
+    assert 'diverged' in guard.check(torch.tensor(4.0), norm)[0]
+    assert LossGuard(divergence_ratio=None).check(torch.tensor(1e30), norm) == (None, [])
+
+
+def test_the_first_problem_names_the_step_and_host_numbers_pass_through():
+    guard = LossGuard()
+    assert guard.check(torch.tensor(float('nan')), torch.tensor(float('nan')), [15, 2])[0] == 'the loss is not finite'
+    assert guard.check(torch.tensor(1.0), torch.tensor(float('inf')), [15, 2]) == (
+        'the gradient norm is not finite', [15, 2])
 
 
 @pytest.mark.parametrize('options, message', [
@@ -108,7 +119,9 @@ def test_gradient_norm_is_clipped(tmp_path, data_root):
 
 def _agree_worker(rank, port, results):
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
-    results[rank] = _agreed([rank == 1, False], torch.device('cpu'))
+    # rank 1's gradient is not finite; rank 0 received a stop signal (15) and rank 1 met 2 unreadable files
+    gradient_norm = torch.tensor(float('inf') if rank == 1 else 1.0)
+    results[rank] = LossGuard().check(torch.tensor(1.0), gradient_norm, [15 if rank == 0 else 0, 2 * rank])
     dist.destroy_process_group()
 
 
@@ -119,7 +132,7 @@ def test_every_rank_takes_the_decision_of_the_worst_rank():
     results = mp.Manager().dict()
     # forks of the server that has imported the package (python_processes.py), not new interpreters
     mp.start_processes(_agree_worker, args=(port, results), nprocs=2, start_method='forkserver')
-    assert results[0] == results[1] == [True, False]
+    assert results[0] == results[1] == ('the gradient norm is not finite', [15, 2])
 
 
 def test_non_finite_weights_are_never_saved(tmp_path, data_root):

@@ -106,6 +106,24 @@ def test_an_fp16_overflow_step_is_skipped_by_gradscaler_without_counting_as_a_ba
     assert model.amp.scale() == scale / 2
 
 
+def test_a_non_finite_fp16_loss_is_a_bad_step_that_leaves_the_scale(tmp_path, data_root):
+    """Its gradients are not finite either (it is back-propagated), but the loss, not the scale, is at fault."""
+    model = model_with(tmp_path, data_root, amp={'dtype': 'fp16'}, loss_guard={'max_skips': 1})
+    batch = training_batch(model.opt)
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    scale, before = model.amp.scale(), student_weights(model)
+    model.feed_data(dict(batch, lq=torch.full_like(batch['lq'], float('nan'))))
+    with captured_log() as messages:
+        model.optimize_parameters(2)
+    assert model.loss_guard.skipped_in_a_row == 1 and model.amp.scale() == scale
+    assert not any('overflowed' in m for m in messages)
+    assert all(torch.equal(value, before[key]) for key, value in student_weights(model).items())
+    model.feed_data(batch)
+    model.optimize_parameters(3)  # GradScaler is ready for the next step
+    assert model.loss_guard.skipped_in_a_row == 0
+
+
 def test_the_loss_guard_counts_an_overflow_that_no_scale_explains(tmp_path, data_root):
     for amp in ({'dtype': 'bf16'}, {'dtype': 'fp16'}):
         model = model_with(tmp_path, data_root, amp=amp, loss_guard={'max_skips': 0})
@@ -146,3 +164,14 @@ def test_amp_off_runs_in_float32():
     with amp.autocast():
         assert torch.nn.Linear(2, 2)(torch.ones(1, 2)).dtype == torch.float32
     assert amp.scale() is None and not amp.enabled
+
+
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False),
+                    reason='this GPU has bf16')
+def test_bf16_on_a_cuda_device_without_bf16_is_refused_at_start_up():
+    """Before Ampere (and here, without any GPU) autocast would fail at the first forward, or emulate bf16."""
+    with pytest.raises(ValueError, match=r'^train\.amp\.dtype: bf16 needs a GPU with bf16 arithmetic \(Ampere or '
+                                         r'newer\), which this machine has not; use fp16 \(or train\.amp: ~ for '
+                                         r'float32\)$'):
+        MixedPrecision.from_options({'dtype': 'bf16'}, torch.device('cuda'), 'train.amp')
+    assert MixedPrecision.from_options({'dtype': 'bf16'}, torch.device('cpu'), 'train.amp').enabled

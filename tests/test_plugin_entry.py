@@ -4,7 +4,9 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
+import yaml
 
 from basicsr_snn.models.snn_model import build_network_from_options
 from pipeline_utils import REPO_ROOT, write_options, write_paired_folder
@@ -105,3 +107,23 @@ def test_torchaudio_is_never_imported():
         print(sorted(name for name in sys.modules if name.split('.')[0] == 'torchaudio'))
     '''))
     assert out.split() == ['[]']
+
+
+@pytest.mark.parametrize('dist_params, expected', [
+    (None, dict(backend=None, timeout_minutes=60)),
+    ({'backend': 'gloo', 'timeout_minutes': 5}, dict(backend='gloo', timeout_minutes=5)),
+])
+def test_collectives_wait_longer_than_nccls_ten_minutes_by_default(tmp_path, dist_params, expected):
+    """Rank 0 validates alone while the other ranks wait in a collective (dist_params.timeout_minutes)."""
+    from basicsr_snn._compat import _dist_params_from_options
+    options = tmp_path / 'o.yml'
+    options.write_text(yaml.safe_dump({'name': 'x'} if dist_params is None else {'dist_params': dist_params}))
+    assert _dist_params_from_options(['train.py', '-opt', str(options)]) == expected
+
+
+def test_a_bad_timeout_names_the_option(tmp_path):
+    from basicsr_snn._compat import _dist_params_from_options
+    options = tmp_path / 'o.yml'
+    options.write_text(yaml.safe_dump({'dist_params': {'timeout_minutes': 0}}))
+    with pytest.raises(ValueError, match=r'dist_params\.timeout_minutes must be a number > 0, got 0'):
+        _dist_params_from_options(['-opt', str(options)])

@@ -114,3 +114,23 @@ def test_patch_embedding_has_no_bias_as_in_the_release():
     # the release builds OverlapPatchEmbed(inp_channels, dim) without passing ``bias``
     names = set(Restormer(bias=True, **SMALL).state_dict())
     assert 'patch_embed.proj.bias' not in names and 'output.bias' in names and 'encoder_level1.0.attn.qkv.bias' in names
+
+
+@pytest.mark.parametrize('layer_norm_type', ['WithBias', 'BiasFree'])
+def test_layer_norms_of_large_fp16_features_match_float32(layer_norm_type):
+    """Under fp16 autocast the variance of features of about 1000 (1e6) is beyond fp16's range."""
+    norm = ChannelLayerNorm(16, layer_norm_type)
+    features = 1000 * torch.randn(2, 16, 4, 4)
+    expected = norm(features)
+    with torch.autocast('cpu', dtype=torch.float16):
+        normalised = norm(features.half())
+    torch.testing.assert_close(normalised.float(), expected, atol=2e-3, rtol=2e-3)
+
+
+def test_channel_attention_of_an_all_zero_fp16_query_is_finite():
+    from basicsr_snn.archs.restormer_arch import channel_attention
+    query = torch.zeros(1, 4, 3, 3, dtype=torch.float16)
+    key = torch.randn(1, 4, 3, 3).half()
+    output = channel_attention(query, key, key, torch.ones(2, 1, 1, dtype=torch.float16))
+    torch.testing.assert_close(output.float(), channel_attention(query.float(), key.float(), key.float(),
+                                                                 torch.ones(2, 1, 1)), atol=1e-2, rtol=1e-2)

@@ -208,3 +208,16 @@ def test_saving_validation_images_without_suffix(tmp_path, data_root):
     model.validation(validation_loader(options), 0, tb_logger=None, save_img=True)
     saved = (Path(options['path']['visualization']) / 'tiny_val').glob('*_snn_test.png')
     assert len(list(saved)) == 4
+
+
+@pytest.mark.parametrize('model_type', ['SNNModel', 'DistillSNNModel'])
+def test_data_parallel_is_refused_in_one_line(tmp_path, data_root, model_type):
+    """``num_gpu: auto`` on a machine with two GPUs, started without torchrun: one line naming the fix."""
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'two_gpus', model_type=model_type,
+                                                            teacher_path=tmp_path / 'none.pth'))
+    options['num_gpu'] = 2
+    with pytest.raises(ValueError) as error:
+        build_model(options)
+    message = str(error.value)
+    assert message == (f'{model_type} does not support DataParallel (num_gpu: 2 without a launcher): start with '
+                       'torchrun --nproc_per_node=N ... --launcher pytorch, or set num_gpu: 1')

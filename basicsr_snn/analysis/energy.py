@@ -35,6 +35,7 @@ normalization is treated as folded into the neighbouring layer (free) unless
 ``fold_batchnorm=False``. Memory traffic (weights, activations, membrane potentials) is a
 separate figure, :meth:`EnergyReport.memory`, under the assumptions of :mod:`.memory`.
 """
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -315,7 +316,8 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
     Args:
         model (nn.Module): Network mapping ``(1, C, H, W)`` to its output. Put in eval mode
             for the analysis and restored afterwards.
-        images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for.
+        images (Tensor): ``(N, C, H, W)`` images, the size the estimate is stated for; moved to the
+            device of ``model``'s parameters (a CUDA study measures a CUDA network).
         precision (str | None): None: every layer at its own precision, read from the network (module
             docstring). A what-if override costing every operation at one preset: ``'fp32'``, ``'fp16'``,
             ``'int8'``, ``'int4'`` (45 nm) or ``'custom'``.
@@ -339,6 +341,9 @@ def analyse_energy(model: torch.nn.Module, images: torch.Tensor, precision: str 
     what_if = None if precision is None else energy_per_op(precision, mac_pj, ac_pj)
     act_bits = getattr(model, 'act_bits', None)
     network_mac_pj, network_ac_pj = what_if or energy_per_op('fp32' if act_bits is None else f'int{act_bits}')
+    weight = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if weight is not None:
+        images = images.to(weight.device)
     with evaluating(model):
         macs = count_macs(model, images[:1], fold_batchnorm=fold_batchnorm)
         with SynapticInputMonitor(model) as inputs, FiringRateMonitor(model) as neurons, \

@@ -101,6 +101,11 @@ class FreModule(nn.Module):
         in_dim (int): image channels.
         unused_release_layers (bool): also build ``conv`` and ``score_gen``, which the release
             defines but never calls.
+
+    The parameters that never get a gradient are frozen (``requires_grad`` off), so that DDP
+    (``find_unused_parameters: false``) does not wait for one: ``conv``, ``score_gen`` and
+    ``rate_conv`` (its rates are rounded, see :meth:`low_frequency_mask`). They stay in the state
+    dict, and the release's checkpoints load as before.
     """
 
     def __init__(self, dim, num_heads, bias, in_dim=3, unused_release_layers=True):
@@ -118,6 +123,9 @@ class FreModule(nn.Module):
         self.frequency_refine = FreRefine(dim)
         self.rate_conv = nn.Sequential(nn.Conv2d(dim, dim // 8, 1, bias=False), nn.GELU(),
                                        nn.Conv2d(dim // 8, 2, 1, bias=False))
+        for name in ('conv', 'score_gen', 'rate_conv'):
+            if hasattr(self, name):
+                getattr(self, name).requires_grad_(False)
 
     def forward(self, image, features):
         image = F.interpolate(image, features.shape[-2:], mode='bilinear', align_corners=False)
@@ -132,7 +140,7 @@ class FreModule(nn.Module):
 
         Its half-sides are ``(side // MASK_SIDE_DIVISOR) x rate``, rounded down, with two rates in
         (0, 1) per image from ``rate_conv`` on the embedding's global mean. The rounding has no
-        gradient, so ``rate_conv`` keeps its initial weights in training, as in the release.
+        gradient, so ``rate_conv`` keeps its initial weights in training, as in the release (it is frozen).
         """
         height, width = embedded.shape[-2:]
         rates = self.rate_conv(embedded.mean((2, 3), keepdim=True)).sigmoid()[:, :, 0, 0]
@@ -147,15 +155,20 @@ class FreModule(nn.Module):
 
     def split_frequencies(self, image):
         """``(high, low)``, each ``(B, dim, h, w)``: magnitudes of the inverse transforms of the spectrum of the
-        image embedded by ``conv1``, outside and inside the low-frequency mask."""
+        image embedded by ``conv1``, outside and inside the low-frequency mask.
+
+        The transforms run in float32 whatever autocast makes of ``conv1``: cuFFT has no bf16, and
+        its fp16 only takes power-of-two sizes (the bands are float32)."""
         embedded = self.conv1(image)
         mask = self.low_frequency_mask(embedded)
-        spectrum = torch.fft.fftshift(torch.fft.fft2(embedded, norm='forward'), dim=(-2, -1))
+        with torch.autocast(embedded.device.type, enabled=False):
+            embedded = embedded.float()
+            spectrum = torch.fft.fftshift(torch.fft.fft2(embedded, norm='forward'), dim=(-2, -1))
 
-        def band(selection):
-            return torch.fft.ifft2(torch.fft.ifftshift(spectrum * selection, dim=(-2, -1)), norm='forward').abs()
+            def band(selection):
+                return torch.fft.ifft2(torch.fft.ifftshift(spectrum * selection, dim=(-2, -1)), norm='forward').abs()
 
-        return band(1 - mask), band(mask)
+            return band(1 - mask.float()), band(mask.float())
 
 
 @ARCH_REGISTRY.register()

@@ -98,7 +98,8 @@ class PromptIR(RestormerBackbone):
         unused_release_layers (bool): also build the six 1x1 convs that the release defines but
             its forward never calls (``chnl_reduce1/2/3``, ``reduce_noise_channel_1/2/3``), with
             the release's widths, so that its checkpoints load strictly; they cost no compute.
-            Default: True.
+            They are frozen (``requires_grad`` off): no gradient would ever reach them, and DDP
+            (``find_unused_parameters: false``) must not wait for one. Default: True.
     """
 
     def __init__(
@@ -145,7 +146,9 @@ class PromptIR(RestormerBackbone):
             for index, (prompt_width, reduced) in enumerate(((64, 64), (128, 128), (320, 256)), start=1):
                 setattr(self, f'chnl_reduce{index}', nn.Conv2d(prompt_width, reduced, 1, bias=bias))
                 width = dim * 2**(index - 1)
-                setattr(self, f'reduce_noise_channel_{index}', nn.Conv2d(width + reduced, width, 1, bias=bias))
+                setattr(self, f'reduce_noise_channel_{index}',
+                        nn.Conv2d(width + reduced, width, 1, bias=bias).requires_grad_(False))
+                getattr(self, f'chnl_reduce{index}').requires_grad_(False)
 
     def modulate(self, stage, features, image):
         suffix = self.interaction_suffixes[stage]

@@ -23,13 +23,18 @@ LAYER_NORM_TYPES = ('WithBias', 'BiasFree')
 
 
 class _ScaleOnlyNorm(nn.Module):
-    """Divides by the standard deviation over the last dim, without centring, then scales."""
+    """Divides by the standard deviation over the last dim, without centring, then scales.
+
+    Computed in float32, as autocast runs ``nn.LayerNorm`` (the ``'WithBias'`` norm): under fp16 the
+    variance of features beyond about 256 would overflow to inf and the output collapse to 0.
+    """
 
     def __init__(self, channels):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x):
+        x = x.float()
         return x * torch.rsqrt(x.var(-1, keepdim=True, unbiased=False) + 1e-5) * self.weight
 
 
@@ -54,12 +59,17 @@ def channel_attention(query, key, value, temperature):
     the ``C/heads x C/heads`` map is the softmax of the cosine similarities of the query and key
     channels (L2-normalised over pixels) times the head's temperature; it mixes the value
     channels. Returns ``(B, C, H, W)``.
+
+    The normalisation's floor (``F.normalize``'s 1e-12) is raised to the smallest normal number of an
+    fp16 input, where 1e-12 is 0 and an all-zero channel (AdaIR's empty low band) would give 0 / 0.
     """
     batch, channels, height, width = query.shape
     num_heads = temperature.shape[0]
     query, key, value = (tensor.reshape(batch, num_heads, channels // num_heads, height * width)
                          for tensor in (query, key, value))
-    attention = (F.normalize(query, dim=-1) @ F.normalize(key, dim=-1).transpose(-2, -1) * temperature).softmax(-1)
+    eps = max(1e-12, torch.finfo(query.dtype).tiny)
+    attention = (F.normalize(query, dim=-1, eps=eps) @ F.normalize(key, dim=-1, eps=eps).transpose(-2, -1)
+                 * temperature).softmax(-1)
     return (attention @ value).reshape(batch, channels, height, width)
 
 

@@ -112,15 +112,12 @@ class DistillSNNModel(SNNModel):
     resume would look for a ``net_t_<iter>.pth`` that is never written).
 
     Not supported: DataParallel (``num_gpu`` > 1 without a distributed launcher), whose replicas
-    would each record features; use ``--launcher pytorch``.
+    would each record features; refused by :class:`SNNModel`, use ``torchrun ... --launcher pytorch``.
     """
 
     frozen_networks = ('network_t', )
 
     def init_training_settings(self):
-        if self.opt['num_gpu'] > 1 and not self.opt['dist']:
-            raise ValueError('DistillSNNModel does not support DataParallel (num_gpu > 1 without a launcher): '
-                             'start with torchrun and --launcher pytorch, or set num_gpu: 1')
         self.distill_opt = DistillOptions.from_train_options(self.opt['train'])
         self.distill_schedule = self.distill_opt.schedule
         self.cri_hints = {}
@@ -236,7 +233,7 @@ class DistillSNNModel(SNNModel):
     def compute_losses(self, current_iter):
         l_total, loss_dict = super().compute_losses(current_iter)
         gamma = self.distill_schedule(current_iter)
-        loss_dict['distill_weight'] = torch.tensor(gamma, device=self.device)
+        loss_dict['distill_weight'] = gamma  # a number of the host: logged as it is, never copied to the device
         if gamma > 0:
             l_total = l_total + gamma * self._distillation_loss(loss_dict)
         self.student_recorder.clear()

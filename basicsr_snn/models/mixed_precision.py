@@ -7,8 +7,9 @@
     val:
       amp: {dtype: bf16}   # validation and test forwards under torch.autocast; outputs back in float32
 
-The weights, the optimizer state and the checkpoints stay float32: autocast only runs the ops in
-half precision. ``fp16`` scales the loss with a :class:`torch.amp.GradScaler`, whose gradients are
+``bf16`` on a CUDA GPU without bf16 arithmetic (before Ampere) is refused at start-up. The weights,
+the optimizer state and the checkpoints stay float32: autocast only runs the ops in half precision.
+``fp16`` scales the loss with a :class:`torch.amp.GradScaler`, whose gradients are
 unscaled before the gradient norm is taken (so ``train.grad_clip_norm`` and the loss guard see true
 gradients). A step whose fp16 gradients overflow is GradScaler's to skip: it lowers the scale and
 the loss guard does not count the step as a bad one, as long as the scale is at least
@@ -46,6 +47,11 @@ class MixedPrecision:
             check_choice(f'{option_key}.dtype', dtype, tuple(AMP_DTYPES))
         self.dtype = dtype
         self.device_type = torch.device(device).type
+        without_bf16 = self.device_type == 'cuda' and not torch.cuda.is_bf16_supported(including_emulation=False)
+        if dtype == 'bf16' and without_bf16:
+            # before Ampere, autocast would fail at the first forward, or emulate bf16 slowly
+            raise ValueError(f'{option_key}.dtype: bf16 needs a GPU with bf16 arithmetic (Ampere or newer), which '
+                             f'this machine has not; use fp16 (or {option_key}: ~ for float32)')
         self.scaler = torch.amp.GradScaler(self.device_type) if dtype == 'fp16' and training else None
         self._unscaled = False
 
@@ -86,18 +92,21 @@ class MixedPrecision:
         return self.scaler is not None and self.scaler.get_scale() >= MIN_OVERFLOW_SCALE
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """The optimizer step of gradients that were checked finite (and GradScaler's scale update)."""
-        if self.scaler is None:
-            optimizer.step()
-            return
-        self.scaler.step(optimizer)
-        self.scaler.update()
-        self._unscaled = False
+        """The optimizer step of gradients that were checked finite (and GradScaler's scale update).
 
-    def skip(self) -> None:
-        """No step this time; GradScaler lowers its scale if the gradients it unscaled were not finite."""
-        if self._unscaled:
+        ``optimizer.step()`` itself, not ``GradScaler.step``: the caller has checked the gradients finite
+        already, and GradScaler would read its own overflow flags back to the host (a second sync).
+        """
+        optimizer.step()
+        if self.scaler is not None:
             self.scaler.update()
+            self._unscaled = False
+
+    def skip(self, overflow: bool = False) -> None:
+        """No step this time. ``overflow``: the gradients overflowed at this loss scale, which GradScaler lowers;
+        otherwise (a bad loss) the scale stays."""
+        if self._unscaled:
+            self.scaler.update(None if overflow else self.scaler.get_scale())
             self._unscaled = False
 
     def scale(self) -> float | None:

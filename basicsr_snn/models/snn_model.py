@@ -23,7 +23,8 @@ from basicsr_snn import _compat
 from basicsr_snn.analysis import FiringRateMonitor
 from basicsr_snn.models import log_messages, preflight
 from basicsr_snn.models.mixed_precision import MixedPrecision
-from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged, check_grad_clip_norm
+from basicsr_snn.models.training_guard import (NON_FINITE_GRADIENT, LossGuard, TrainingDiverged,
+                                               check_grad_clip_norm)
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, atomic_save, load_weights, state_dict_for_saving
 from basicsr_snn.utils.checks import check_keys, named_errors
 from basicsr_snn.utils.hooks import evaluating
@@ -61,6 +62,8 @@ class SNNModel(SRModel):
       before and after every test forward, so an arch that does not reset itself also works.
     * ``train.ema_decay`` > 0: the EMA network averages the parameters and copies the buffers
       (BN running statistics), which BasicSR's EMA leaves at their initial values.
+    * One process per GPU: DataParallel (``num_gpu`` > 1 without a launcher) is refused, since its
+      replicas would share the neuron state and the recording hooks; use ``torchrun``.
     * Validation and testing run the bare network (or its EMA), never the DDP wrapper, so rank 0
       validates alone without entering a collective buffer broadcast.
     * ``train.optim_g.type``: any optimizer class of ``torch.optim`` (``Adam``, ``AdamW``, ``SGD``,
@@ -122,7 +125,17 @@ class SNNModel(SRModel):
     """
 
     def __init__(self, opt):
+        if opt['num_gpu'] > 1 and not opt['dist']:
+            # DataParallel's replicas would share the neuron state and the hooks of the firing-rate monitor
+            raise ValueError(f'{type(self).__name__} does not support DataParallel (num_gpu: {opt["num_gpu"]} without '
+                             'a launcher): start with torchrun --nproc_per_node=N ... --launcher pytorch, or set '
+                             'num_gpu: 1')
         BaseModel.__init__(self, opt)
+        #: a callable giving numbers (the training session's stop signal, new unreadable files) that each step
+        #: maxes over the ranks in its one all-reduce; the result is in ``agreed_step_flags``
+        self.step_flag_source = None
+        self.agreed_step_flags = []
+        self._log_dict, self._unreduced_log = OrderedDict(), None
         self._nonfinite_outputs = 0
         self._datasets_checked = False
         self._first_step_logged = False
@@ -257,32 +270,33 @@ class SNNModel(SRModel):
                                    f'{print_freq} iterations.')
 
     def _optimize(self, current_iter):
+        """One step, with one host sync: the loss guard's decision (:meth:`LossGuard.check`), which also agrees
+        on the numbers of :attr:`step_flag_source` over the ranks."""
         bare_net = self.get_bare_model(self.net_g)
         logs_rate = self._logs_at(current_iter) and bool(self._spike_monitor.targets)
         monitor = self._spike_monitor if self.cri_rate is not None or logs_rate else None
         self.optimizer_g.zero_grad()
-        # a skipped step must not leave its batch in the BN running statistics either
-        buffers_before = {name: buffer.detach().clone() for name, buffer in bare_net.named_buffers()}
+        # a skipped step must not leave its batch in the running statistics (BN) either
+        statistics = [(buffer, buffer.clone()) for buffer in running_statistics(bare_net).values()]
         with self.amp.autocast():
             with monitor if monitor is not None else nullcontext():
                 self.forward_student()
             l_total, loss_dict = self.compute_losses(current_iter)
-        problem = self.loss_guard.loss_problem(l_total)
-        overflow = False
-        if problem is None:
-            self.amp.backward(l_total, self.optimizer_g)
-            problem = self.loss_guard.gradient_problem(self._gradient_norm())
-            overflow = problem is not None and self.amp.overflow_is_the_scales()
+        # back-propagated even when the loss is not finite (its step is skipped), so that one check decides
+        self.amp.backward(l_total, self.optimizer_g)
+        host_values = self.step_flag_source() if self.step_flag_source is not None else ()
+        problem, self.agreed_step_flags = self.loss_guard.check(l_total, self._gradient_norm(), host_values)
         if problem is None:
             self.amp.step(self.optimizer_g)
             self.loss_guard.accept(l_total)
         else:
+            overflow = problem == NON_FINITE_GRADIENT and self.amp.overflow_is_the_scales()
             scale = self.amp.scale()
-            self.amp.skip()
+            self.amp.skip(overflow)
             self.optimizer_g.zero_grad()
             with torch.no_grad():
-                for name, buffer in bare_net.named_buffers():
-                    buffer.copy_(buffers_before[name])
+                for buffer, saved in statistics:
+                    buffer.copy_(saved)
             if overflow:  # GradScaler's routine back-off, not a bad step
                 get_root_logger().info(f'Iteration {current_iter}: fp16 gradients overflowed; step skipped, loss '
                                        f'scale {scale:g} -> {self.amp.scale():g} (train.amp).')
@@ -292,9 +306,27 @@ class SNNModel(SRModel):
         if logs_rate:
             loss_dict['firing_rate'] = monitor.mean_rate_tensor().detach().float()
         self._spike_monitor.reset()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self._unreduced_log = OrderedDict((key, value.detach() if torch.is_tensor(value) else value)
+                                          for key, value in loss_dict.items())
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    @property
+    def log_dict(self) -> OrderedDict:
+        """The logged values of the last step (losses averaged over the ranks), read from the device only when
+        asked for: BasicSR's loop asks every ``logger.print_freq`` iterations, on every rank (the average is a
+        collective), so the other steps cost no host sync."""
+        if self._unreduced_log is not None:
+            values = self._unreduced_log
+            reduced = self.reduce_loss_dict({key: value for key, value in values.items() if torch.is_tensor(value)})
+            self._log_dict = OrderedDict((key, reduced[key] if key in reduced else value)
+                                         for key, value in values.items())
+            self._unreduced_log = None
+        return self._log_dict
+
+    @log_dict.setter
+    def log_dict(self, values):
+        self._log_dict, self._unreduced_log = values, None
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
@@ -336,10 +368,12 @@ class SNNModel(SRModel):
                 f'--auto_resume continues from it.')
 
     def _gradient_norm(self):
-        """The norm of all gradients of optim_g, after clipping to ``train.grad_clip_norm`` if set."""
+        """The norm of all gradients of optim_g (a tensor), which are clipped to ``train.grad_clip_norm`` if set and
+        left untouched if not."""
         parameters = [p for group in self.optimizer_g.param_groups for p in group['params'] if p.grad is not None]
-        max_norm = self.grad_clip_norm if self.grad_clip_norm is not None else float('inf')
-        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        if self.grad_clip_norm is None:
+            return torch.nn.utils.get_total_norm([p.grad for p in parameters])
+        return torch.nn.utils.clip_grad_norm_(parameters, self.grad_clip_norm)
 
     def _logs_at(self, current_iter):
         """True on the iterations whose log_dict BasicSR prints (the same on every rank)."""
@@ -433,6 +467,15 @@ class SNNModel(SRModel):
         if tb_logger:
             for level, rate in rates.items():
                 tb_logger.add_scalar(f'firing_rate/{dataset_name}/{level}', rate, current_iter)
+
+
+def running_statistics(network: torch.nn.Module) -> dict:
+    """{name: buffer} of the buffers a training forward updates: those of the modules in training mode that
+    track running statistics (BatchNorm, InstanceNorm with ``track_running_stats``, spikingjelly's BN)."""
+    return {f'{module_name}.{name}' if module_name else name: buffer
+            for module_name, module in network.named_modules()
+            if module.training and getattr(module, 'track_running_stats', False)
+            for name, buffer in module.named_buffers(recurse=False)}
 
 
 SSIM_METRICS = ('calculate_ssim', 'calculate_ssim_pt')

@@ -10,6 +10,11 @@
 A bad step (non-finite total loss, non-finite gradient norm, or a diverged loss) is skipped:
 its gradients are dropped and the optimizer does not step. Every rank takes the same decision
 (the flags are reduced over the process group), so no rank waits for another.
+
+One decision costs one all-reduce and one host sync (:meth:`LossGuard.check`): the flags are
+computed on the device, joined by the numbers the training session agrees on every iteration (the
+stop signal, new unreadable files), reduced in one tensor and read once. The lowest loss stays on
+the device; it is read only for a message.
 """
 import math
 
@@ -20,6 +25,7 @@ from basicsr.utils import get_root_logger
 from basicsr_snn.utils.checks import check_int, check_keys, check_number
 
 GUARD_KEYS = ('max_skips', 'divergence_ratio')
+NON_FINITE_GRADIENT = 'the gradient norm is not finite'
 
 
 class TrainingDiverged(RuntimeError):
@@ -41,33 +47,41 @@ class LossGuard:
         check_number(f'{option_key}.divergence_ratio', divergence_ratio, above=1, allow_none=True)
         self.max_skips = max_skips
         self.divergence_ratio = divergence_ratio
-        self.lowest_loss = math.inf
+        self.lowest_loss = math.inf  # a tensor on the device once a step is accepted
         self.skipped_in_a_row = 0
 
     @classmethod
     def from_options(cls, options: dict | None, option_key: str = 'train.loss_guard') -> 'LossGuard':
         return cls(**check_keys(option_key, dict(options or {}), GUARD_KEYS), option_key=option_key)
 
-    def loss_problem(self, total_loss: torch.Tensor) -> str | None:
-        """Why ``total_loss`` must not be back-propagated on any rank (None: it may)."""
-        value = float(total_loss.detach())
-        finite = math.isfinite(value)
-        diverged = finite and self.divergence_ratio is not None and value > self.divergence_ratio * self.lowest_loss
-        flags = _agreed([not finite, diverged], total_loss.device)
-        if flags[0]:
-            return 'the loss is not finite'
-        if flags[1]:
-            return (f'the loss diverged (above {self.divergence_ratio:g} x the lowest loss so far, '
-                    f'{self.lowest_loss:.4g})')
-        return None
-
-    def gradient_problem(self, grad_norm: torch.Tensor) -> str | None:
-        """Why the step with gradient norm ``grad_norm`` must be skipped on every rank (None: it may be taken)."""
-        return 'the gradient norm is not finite' if _agreed([not math.isfinite(float(grad_norm))],
-                                                            grad_norm.device)[0] else None
+    def check(self, total_loss: torch.Tensor, grad_norm: torch.Tensor, host_values=()) -> tuple[str | None, list]:
+        """Why the step of ``total_loss`` with gradient norm ``grad_norm`` must be skipped on every rank (None: it
+        may be taken), and ``host_values`` (numbers) maxed over the ranks: one all-reduce, one host sync."""
+        loss = total_loss.detach().float()
+        finite = torch.isfinite(loss)
+        diverged = (finite & (loss > self.divergence_ratio * self.lowest_loss) if self.divergence_ratio is not None
+                    else torch.zeros_like(finite))
+        flags = [~finite, diverged, ~torch.isfinite(grad_norm.detach())]
+        # torch.full launches a fill with the number as argument: no blocking copy from the host
+        values = torch.stack([flag.to(loss.device, torch.float32) for flag in flags]
+                             + [torch.full((), float(value), device=loss.device) for value in host_values])
+        agreed = _max_over_ranks(values)
+        not_finite, diverged, bad_gradient = agreed[:3]
+        if not_finite:
+            problem = 'the loss is not finite'
+        elif diverged:
+            problem = (f'the loss diverged (above {self.divergence_ratio:g} x the lowest loss so far, '
+                       f'{float(self.lowest_loss):.4g})')
+        elif bad_gradient:
+            problem = NON_FINITE_GRADIENT
+        else:
+            problem = None
+        return problem, [int(value) if float(value).is_integer() else value for value in agreed[3:]]
 
     def accept(self, total_loss: torch.Tensor) -> None:
-        self.lowest_loss = min(self.lowest_loss, float(total_loss.detach()))
+        """A step was taken: its loss may be the lowest so far (kept on the device, no sync)."""
+        loss = total_loss.detach().float()
+        self.lowest_loss = torch.minimum(self.lowest_loss, loss) if torch.is_tensor(self.lowest_loss) else loss
         self.skipped_in_a_row = 0
 
     def state_dict(self) -> dict:
@@ -97,9 +111,11 @@ class LossGuard:
                                   f'(train.loss_guard.max_skips: {self.max_skips}).')
 
 
-def _agreed(flags, device):
-    """``flags`` OR-ed over every rank of the process group (as they are without one)."""
-    return [bool(value) for value in max_over_ranks([float(flag) for flag in flags], device)]
+def _max_over_ranks(values: torch.Tensor) -> list:
+    """``values`` (a 1-D tensor) maxed element-wise over every rank of the process group, read on the host."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values.tolist()
 
 
 def max_over_ranks(values: list, device) -> list:
@@ -107,9 +123,8 @@ def max_over_ranks(values: list, device) -> list:
     without one): one all-reduce, which every rank must call at the same point."""
     if not (dist.is_available() and dist.is_initialized()):
         return list(values)
-    tensor = torch.tensor([float(value) for value in values], device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return [int(value) if float(value).is_integer() else value for value in tensor.tolist()]
+    agreed = _max_over_ranks(torch.tensor([float(value) for value in values], device=device))
+    return [int(value) if float(value).is_integer() else value for value in agreed]
 
 
 def check_grad_clip_norm(value, option_key: str = 'train.grad_clip_norm') -> float | None:
