@@ -4,8 +4,9 @@ BasicSR's training loop sees the model through a :class:`TrainingSession` (the e
 it, :mod:`basicsr_snn._compat`), which adds, for any model class:
 
 * **Stop signals** (SIGTERM, SIGINT, SIGUSR1): the handler only records the signal, so nothing is
-  interrupted. Before the next iteration every rank learns whether any rank received one (in the
-  step's one all-reduce, see :meth:`TrainingSession.feed_data`); then rank 0 saves the checkpoint
+  interrupted. Every rank learns whether any rank received one before its next step (in one process)
+  or in that step's one all-reduce, which then cancels the step (across processes, see
+  :meth:`TrainingSession.feed_data`); then rank 0 saves the checkpoint
   of the last completed iteration (the files of a scheduled save), every rank waits for it, the
   lock is released, one line names the signal and the checkpoint, and the process exits with
   :data:`STOPPED_EXIT_CODE`. Further signals are noted on stderr and change nothing, during the
@@ -124,6 +125,7 @@ class TrainingSession:
         self._agreed_in_the_step = hasattr(model, 'step_flag_source') and dist.is_available() and dist.is_initialized()
         if self._agreed_in_the_step:
             model.step_flag_source = lambda: [self.signals.received or 0, len(self._unagreed_unreadable)]
+            model.step_cancelled_by = lambda agreed: bool(agreed[0])
 
     def __getattr__(self, name):
         return getattr(self.model, name)
@@ -144,13 +146,14 @@ class TrainingSession:
         """Called once per iteration on every rank, before the step: bad files and stop signals are acted on here.
 
         Across processes, a model with ``step_flag_source`` (:class:`~basicsr_snn.models.snn_model.SNNModel`)
-        carries them in its step's one all-reduce: a signal is acted on before the step after the one that
-        agreed on it, the files of a batch at the next iteration. Any other model costs an all-reduce here.
+        carries them in its step's one all-reduce: a signal agreed there cancels that step, so the stop saves the
+        iteration before it as a single process would (:meth:`optimize_parameters`); the files of a batch are
+        recorded at the next iteration. Any other model costs an all-reduce here.
         """
         met = [tuple(entry) for text in data.pop(UNREADABLE_KEY, []) for entry in json.loads(text)]
         new = [(source, reason) for source, reason in met if source not in self.unreadable]
         if self._agreed_in_the_step:
-            signum, any_new = self.model.agreed_step_flags or (0, 0)
+            signum, any_new = 0, (self.model.agreed_step_flags or (0, 0))[1]
             new, self._unagreed_unreadable = self._unagreed_unreadable, new
         else:
             signum, any_new = max_over_ranks([self.signals.received or 0, len(new)], self.model.device)
@@ -164,6 +167,8 @@ class TrainingSession:
 
     def optimize_parameters(self, current_iter):
         self.model.optimize_parameters(current_iter)
+        if self._agreed_in_the_step and self.model.step_cancelled:
+            self.stop(signal.Signals(self.model.agreed_step_flags[0]).name, all_ranks=True)
         self.completed_iter = current_iter
         self.completed_schedule = ScheduleState.of(self.model)
 

@@ -135,6 +135,9 @@ class SNNModel(SRModel):
         #: maxes over the ranks in its one all-reduce; the result is in ``agreed_step_flags``
         self.step_flag_source = None
         self.agreed_step_flags = []
+        #: a callable given ``agreed_step_flags``: True cancels the step on every rank (nothing of it is applied)
+        self.step_cancelled_by = None
+        self.step_cancelled = False
         self._log_dict, self._unreduced_log = OrderedDict(), None
         self._nonfinite_outputs = 0
         self._datasets_checked = False
@@ -286,11 +289,12 @@ class SNNModel(SRModel):
         self.amp.backward(l_total, self.optimizer_g)
         host_values = self.step_flag_source() if self.step_flag_source is not None else ()
         problem, self.agreed_step_flags = self.loss_guard.check(l_total, self._gradient_norm(), host_values)
-        if problem is None:
+        self.step_cancelled = self.step_cancelled_by is not None and self.step_cancelled_by(self.agreed_step_flags)
+        if problem is None and not self.step_cancelled:
             self.amp.step(self.optimizer_g)
             self.loss_guard.accept(l_total)
         else:
-            overflow = problem == NON_FINITE_GRADIENT and self.amp.overflow_is_the_scales()
+            overflow = problem == NON_FINITE_GRADIENT and self.amp.overflow_is_the_scales() and not self.step_cancelled
             scale = self.amp.scale()
             self.amp.skip(overflow)
             self.optimizer_g.zero_grad()
@@ -300,7 +304,7 @@ class SNNModel(SRModel):
             if overflow:  # GradScaler's routine back-off, not a bad step
                 get_root_logger().info(f'Iteration {current_iter}: fp16 gradients overflowed; step skipped, loss '
                                        f'scale {scale:g} -> {self.amp.scale():g} (train.amp).')
-            else:
+            elif not self.step_cancelled:
                 self.loss_guard.skip(current_iter, problem, loss_dict, self._last_checkpoint_hint())
         functional.reset_net(bare_net)
         if logs_rate:
@@ -308,7 +312,7 @@ class SNNModel(SRModel):
         self._spike_monitor.reset()
         self._unreduced_log = OrderedDict((key, value.detach() if torch.is_tensor(value) else value)
                                           for key, value in loss_dict.items())
-        if self.ema_decay > 0:
+        if self.ema_decay > 0 and not self.step_cancelled:
             self.model_ema(decay=self.ema_decay)
 
     @property
