@@ -49,18 +49,13 @@ import sys
 
 import torch
 
-from basicsr_snn._compat import apply_pipeline_fixes
-
-apply_pipeline_fixes()
-import basicsr.train  # noqa: E402
-from basicsr_snn.cli import run_pipeline  # noqa: E402
-
-build_model = basicsr.train.build_model
+from basicsr_snn.cli import run_pipeline  # imports the package first: BasicSR then imports
+from basicsr.models import build_model  # noqa: E402
 
 
 def recording_model(opt):
     model = build_model(opt)
-    rank, save, reduce_loss_dict = opt['rank'], model.save, getattr(model, 'model', model).reduce_loss_dict
+    rank, save, reduce_loss_dict = opt['rank'], model.save, model.reduce_loss_dict
 
     def save_and_dump(epoch, current_iter):
         save(epoch, current_iter)
@@ -73,14 +68,11 @@ def recording_model(opt):
         return reduce_loss_dict(loss_dict)
 
     model.save = save_and_dump
-    # the loss dict is reduced inside the step, by the model the training session wraps
-    trained = getattr(model, 'model', model)
-    trained.reduce_loss_dict = record_keys
+    model.reduce_loss_dict = record_keys
     return model
 
 
-basicsr.train.build_model = recording_model
-sys.exit(run_pipeline('train'))
+sys.exit(run_pipeline('train', build_model=recording_model))
 '''
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from basicsr_snn import _compat
+from basicsr_snn import pipeline
 from neuron_probe import neuron_kernels
 from pipeline_utils import (assert_ranks_hold_equal_weights, read_train_log, run_entry_point, write_options,
                             write_paired_folder, write_rank_recording_script)
@@ -114,7 +114,7 @@ def test_resume_reaches_the_uninterrupted_weights(tmp_path, data_root, teacher_p
 
     resumed_options = copy.deepcopy(first_options)
     resumed_options['path']['resume_state'] = str(Path(first_options['path']['training_states']) / f'{half}.state')
-    resume_state = _compat.load_resume_state(resumed_options)  # what train.py does
+    resume_state = pipeline.load_resume_state(resumed_options)  # what train.py does
     assert resumed_options['path']['pretrain_network_t'] == str(teacher_path)
     assert resumed_options['path']['pretrain_network_g'].endswith(f'net_g_{half}.pth')
     torch.manual_seed(1)  # everything that matters must come from the checkpoints

@@ -493,13 +493,11 @@ def test_a_corrupt_validation_image_fails_before_training_and_is_named(tmp_path)
 # smaller fixes ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('text, value', [('1e3', 1000.0), ('-2', -2), ('-1e-4', -1e-4), ('2', 2), ('0.5', 0.5),
-                                         ('abc', 'abc'), ('~', None), ('true', True)])
+                                         ('abc', 'abc'), ('~', None), ('none', None), ('true', True)])
 def test_force_yml_reads_numbers(text, value):
-    from basicsr.utils import options
-
-    from basicsr_snn._compat import _read_numbers
-    result = _read_numbers(options._postprocess_yml_value)(text)
-    assert result == value and type(result) is type(value)
+    from basicsr_snn.pipeline import _forced_values
+    [(keys, result)] = _forced_values([f'train:optim_g:lr={text}'])
+    assert keys == ['train', 'optim_g', 'lr'] and result == value and type(result) is type(value)
 
 
 def test_check_data_lists_every_bad_image_of_a_folder_and_an_lmdb(tmp_path, capsys):
