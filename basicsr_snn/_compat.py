@@ -20,25 +20,6 @@ from os import path as osp
 
 import torch
 
-def _install_functional_tensor_shim():
-    """basicsr.data.degradations imports a torchvision module removed in torchvision 0.17."""
-    name = 'torchvision.transforms.functional_tensor'
-    if name in sys.modules or importlib.util.find_spec(name) is not None:
-        return
-    from torchvision.transforms import functional
-    shim = types.ModuleType(name)
-    shim.rgb_to_grayscale = functional.rgb_to_grayscale
-    sys.modules[name] = shim
-
-
-def _silence_niqe_scipy_warning():
-    """basicsr.metrics.niqe imports the deprecated scipy.ndimage.filters (an error under -W error)."""
-    warnings.filterwarnings('ignore', message='Please import .* from the `scipy.ndimage` namespace',
-                            category=DeprecationWarning)
-    warnings.filterwarnings('ignore', message='Please use .* from the `scipy.ndimage` namespace',
-                            category=DeprecationWarning)
-
-
 #: minutes a rank waits in a collective before torch.distributed gives up (``dist_params.timeout_minutes``).
 #: torch's NCCL default is 10: too short, since rank 0 validates alone (and, distilling, first measures the
 #: teacher on every validation set) while the other ranks wait in the next iteration's all-reduce.
@@ -103,23 +84,6 @@ def _dist_params_from_options(argv) -> dict:
     return dist_params(opt)
 
 
-def normalise_launcher_argv(argv):
-    """Make a command line from any torch launcher readable by BasicSR's argument parser.
-
-    ``torch.distributed.launch`` passes ``--local-rank=N`` where BasicSR expects ``--local_rank``.
-    Under torchrun (WORLD_SIZE > 1) a missing ``--launcher`` would start WORLD_SIZE independent
-    runs that archive each other's experiment folders, so the pytorch launcher is inferred.
-    """
-    argv = [arg.replace('--local-rank', '--local_rank', 1) if arg.startswith('--local-rank') else arg
-            for arg in argv]
-    world_size = int(os.environ.get('WORLD_SIZE', 1))
-    has_launcher = any(arg == '--launcher' or arg.startswith('--launcher=') for arg in argv)
-    if world_size > 1 and not has_launcher:
-        print(f'WORLD_SIZE={world_size}: started by a distributed launcher; using --launcher pytorch.', flush=True)
-        argv = argv + ['--launcher', 'pytorch']
-    return argv
-
-
 def load_resume_state(opt):
     """BasicSR's ``load_resume_state``, which loads the state on the CPU (BasicSR's maps it to CUDA)."""
     from basicsr.utils import check_resume, scandir
@@ -154,9 +118,18 @@ def model_to_device(self, net):
 
 
 def install_import_shims():
-    """What ``import basicsr`` needs on today's torchvision and scipy; changes no BasicSR behaviour."""
-    _install_functional_tensor_shim()
-    _silence_niqe_scipy_warning()
+    """What ``import basicsr`` needs, changing no BasicSR behaviour: ``basicsr.data.degradations`` imports a
+    torchvision module removed in torchvision 0.17, and ``basicsr.metrics.niqe`` the deprecated
+    ``scipy.ndimage.filters`` (an error under ``-W error``)."""
+    for message in ('Please import .* from the `scipy.ndimage` namespace', 'Please use .* from the `scipy.ndimage` '
+                    'namespace'):
+        warnings.filterwarnings('ignore', message=message, category=DeprecationWarning)
+    name = 'torchvision.transforms.functional_tensor'
+    if name in sys.modules or importlib.util.find_spec(name) is not None:
+        return
+    from torchvision.transforms import functional
+    sys.modules[name] = types.ModuleType(name)
+    sys.modules[name].rgb_to_grayscale = functional.rgb_to_grayscale
 
 
 def apply_pipeline_fixes(argv=()):

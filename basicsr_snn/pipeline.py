@@ -205,7 +205,7 @@ def parse_run_options(argv: list[str], root_path: str, is_train: bool = True) ->
 
     Returns the options and the option file."""
     _compat.apply_pipeline_fixes()  # BasicSR's models wrap DDP without CUDA device ids on CPU
-    argv = _compat.normalise_launcher_argv(argv)
+    argv = normalise_launcher_argv(argv)
     launcher = _launcher(argv)
     basicsr_argv = [*_without_launcher(argv), '--launcher', 'none']
     previous_argv = sys.argv
@@ -230,6 +230,23 @@ def parse_run_options(argv: list[str], root_path: str, is_train: bool = True) ->
     if is_train:
         check_training_options(opt)
     return opt, args.opt
+
+
+def normalise_launcher_argv(argv):
+    """Make a command line from any torch launcher readable by BasicSR's argument parser.
+
+    ``torch.distributed.launch`` passes ``--local-rank=N`` where BasicSR expects ``--local_rank``.
+    Under torchrun (WORLD_SIZE > 1) a missing ``--launcher`` would start WORLD_SIZE independent
+    runs that archive each other's experiment folders, so the pytorch launcher is inferred.
+    """
+    argv = [arg.replace('--local-rank', '--local_rank', 1) if arg.startswith('--local-rank') else arg
+            for arg in argv]
+    world_size = int(os.environ.get('WORLD_SIZE', 1))
+    has_launcher = any(arg == '--launcher' or arg.startswith('--launcher=') for arg in argv)
+    if world_size > 1 and not has_launcher:
+        print(f'WORLD_SIZE={world_size}: started by a distributed launcher; using --launcher pytorch.', flush=True)
+        argv = argv + ['--launcher', 'pytorch']
+    return argv
 
 
 def _launcher(argv):

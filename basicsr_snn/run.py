@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     if not script.is_file():
         print(f'basicsr-snn-run: no such script {script}', file=sys.stderr)
         return 2
-    from basicsr_snn._compat import apply_pipeline_fixes, normalise_launcher_argv
+    from basicsr_snn._compat import apply_pipeline_fixes
     from basicsr_snn.cli import is_main_process
+    from basicsr_snn.pipeline import normalise_launcher_argv
     from basicsr_snn.utils.threads import apply_thread_policy
     threads = apply_thread_policy()
     if is_main_process():

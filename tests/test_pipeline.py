@@ -89,24 +89,50 @@ def test_auto_resume_continues_from_saved_iteration(tmp_path):
     assert (tmp_path / 'experiments' / 'tiny_resume' / 'training_states' / '4.state').is_file()
 
 
-@pytest.mark.parametrize('stop_at', [2, 3], ids=['epoch_boundary', 'mid_epoch'])
-def test_resumed_run_equals_uninterrupted(tmp_path, stop_at):
+def train_in_process(tmp_path, monkeypatch, options, *args):
+    """``basicsr-snn-train -opt OPTIONS ARGS`` in this process, in ``tmp_path``."""
+    from basicsr_snn import train
+    monkeypatch.chdir(tmp_path)
+    assert train.main(['-opt', str(write_options(tmp_path / f"{options['name']}.yml", options)), *args]) == 0
+    return tmp_path / 'experiments' / options['name']
+
+
+def test_two_runs_in_one_process_each_train_save_and_validate_once(tmp_path, monkeypatch):
+    data = write_paired_folder(tmp_path / 'data')
+    first = sr_model_options(data, 'first')
+    second = sr_model_options(data, 'second')
+    second['path']['strip_prefix_g'] = 'net.'  # names a key prefix, not a folder
+    for options in (first, second):
+        experiment = train_in_process(tmp_path, monkeypatch, options)
+        [log] = experiment.glob('train_*.log')
+        text = log.read_text()
+        assert (experiment / 'models' / 'net_g_latest.pth').is_file()
+        assert [int(i) for i in re.findall(r'iter:\s+(\d+), lr', text)] == [1, 2, 3, 4]
+        # validated once, at the last iteration (not again after the final save)
+        assert len(re.findall(r'# psnr: +\d+\.\d+', text)) == 1
+        assert text.count('Start training from epoch') == 1 and text.count('Saving models and training states') == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'experiments', 'first.yml', 'second.yml']
+
+
+@pytest.mark.parametrize('stop_at, augment', [(2, False), (3, False), (3, True)],
+                         ids=['epoch_boundary', 'mid_epoch', 'random_crops_and_flips'])
+def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch, stop_at, augment):
     data = write_paired_folder(tmp_path / 'data', size=16)
 
     def options(name, total_iter):
         opt = sr_model_options(data, name, total_iter=total_iter, save_freq=1)
-        # whole-image crops, no flips: the data order is then the only randomness in training
-        opt['datasets']['train'].update(use_hflip=False, use_rot=False)
+        # without augmentation whole-image crops, no flips: the data order is then the only randomness
+        opt['datasets']['train'].update(use_hflip=augment, use_rot=augment, gt_size=8 if augment else 16)
         opt['val']['val_freq'] = 100
-        return write_options(tmp_path / f'{name}_{total_iter}.yml', opt)
+        return opt
 
-    run_entry_point(TRAIN_SCRIPT, options('whole', 6), cwd=tmp_path)
-    run_entry_point(TRAIN_SCRIPT, options('resumed', stop_at), cwd=tmp_path)
-    run_entry_point(TRAIN_SCRIPT, options('resumed', 6), '--auto_resume', cwd=tmp_path)
+    train_in_process(tmp_path, monkeypatch, options('whole', 6))
+    train_in_process(tmp_path, monkeypatch, options('resumed', stop_at))
+    train_in_process(tmp_path, monkeypatch, options('resumed', 6), '--auto_resume')
 
     def weights(name):
         return torch.load(tmp_path / 'experiments' / name / 'models' / 'net_g_6.pth')['params']
 
     whole, resumed = weights('whole'), weights('resumed')
     for key in whole:
-        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=1e-6, msg=key)
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0, msg=key)
