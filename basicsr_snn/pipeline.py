@@ -59,9 +59,10 @@ def train(argv: list[str], root_path: str, build_model=build_basicsr_model) -> N
     ``build_model(opt)`` builds the model (BasicSR's registry by default; a test may wrap it). An error before
     the first checkpoint removes the run folders this call created, and says so in the error's notes.
     """
-    folders = RunFolders()
+    folders, lock = RunFolders(), None
     try:
         opt, opt_file = parse_run_options(argv, root_path)
+        lock = Path(opt['path']['experiments_root']) / experiment_lock.LOCK_NAME
         resume_state = load_resume_state(opt)
         if resume_state is None and opt['rank'] == 0:
             folders.make(opt)
@@ -72,6 +73,9 @@ def train(argv: list[str], root_path: str, build_model=build_basicsr_model) -> N
         for line in folders.remove_unused():
             error.add_note(f'basicsr-snn-train: {line}')
         raise
+    finally:
+        if lock is not None:
+            experiment_lock.release(lock)
 
 
 def test(argv: list[str], root_path: str, build_model=build_basicsr_model) -> None:
@@ -419,6 +423,10 @@ def run_logger(opt: dict):
     previous_level = logger.level
     quiet = _ShortMessagesOnly() if os.environ.get(QUIET_ENV_VAR) == '1' else None
     consoles = [handler for handler in logger.handlers if not isinstance(handler, logging.FileHandler)]
+    # the console is this run's stderr (BasicSR's handler keeps the one of the process's first run)
+    previous_streams = [handler.stream for handler in consoles]
+    for handler in consoles:
+        handler.setStream(sys.stderr)
     if opt['rank'] == 0:
         logger.setLevel(logging.INFO)
         file_handler = logging.FileHandler(log_file, 'w')
@@ -431,7 +439,8 @@ def run_logger(opt: dict):
     try:
         yield logger
     finally:
-        for handler in consoles if quiet else ():
+        for handler, stream in zip(consoles, previous_streams):
+            handler.setStream(stream)
             handler.removeFilter(quiet)
         if file_handler is not None:
             logger.removeHandler(file_handler)

@@ -1,8 +1,12 @@
-"""Helpers for tests that run the real train/test entry points in processes of their own."""
+"""Helpers for tests that run the real train/test entry points: in this process (``main(argv)``), or in processes
+of their own where the process is what is tested (torchrun, signals)."""
+import contextlib
 import importlib.util
+import io
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import cv2
@@ -129,8 +133,35 @@ def write_options(path, options):
     return Path(path)
 
 
+def run_main(script, *args, cwd, env=None, **pipeline_kwargs):
+    """``python script ARGS`` for train.py or test.py, run in this process as ``main(ARGS)`` in ``cwd`` with the
+    environment ``env``: a CompletedProcess with the exit code and what the run printed (an uncaught error's
+    traceback ends in stderr with code 1, as the interpreter does)."""
+    from basicsr_snn.cli import run_pipeline
+    kind = {TRAIN_SCRIPT: 'train', TEST_SCRIPT: 'test'}[Path(script)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous_env, previous_cwd = dict(os.environ), os.getcwd()
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                returncode = run_pipeline(kind, [str(arg) for arg in args], **pipeline_kwargs)
+            except Exception:  # noqa: BLE001  (what the interpreter does with an uncaught error)
+                traceback.print_exc()
+                returncode = 1
+    finally:
+        os.chdir(previous_cwd)
+        os.environ.clear()
+        os.environ.update(previous_env)
+    return subprocess.CompletedProcess([sys.executable, str(script), *map(str, args)], returncode, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
 def run_entry_point(script, opt_path, *extra_args, cwd, launcher=None, nproc=1, timeout=600):
-    """Run train.py/test.py (under torchrun when nproc > 1) and return the CompletedProcess."""
+    """Run train.py/test.py (under torchrun when nproc > 1, else in this process) and return the CompletedProcess."""
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
     args = ['-opt', str(opt_path), *(['--launcher', launcher] if launcher else []), *extra_args]
     if nproc > 1:
@@ -138,7 +169,7 @@ def run_entry_point(script, opt_path, *extra_args, cwd, launcher=None, nproc=1, 
                    str(script), *args]
         result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     else:
-        result = run_python(script, *args, cwd=cwd, env=env, timeout=timeout)
+        result = run_main(script, *args, cwd=cwd, env=env)
     assert result.returncode == 0, f'{" ".join(result.args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}'
     return result
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, write_options, write_paired_folder
+from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, run_main, write_options, write_paired_folder
 from python_processes import run_python
 from snn_options import training_options
 
@@ -15,6 +15,8 @@ from snn_options import training_options
 def run(script, *args, cwd, env=None):
     environment = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', **(env or {}))
     environment.pop('BASICSR_SNN_THREADS', None)  # the tests choose the threads through $OMP_NUM_THREADS
+    if script in (TRAIN_SCRIPT, TEST_SCRIPT):
+        return run_main(script, *args, cwd=cwd, env=environment)
     return run_python(script, *args, cwd=cwd, env=environment, timeout=300)
 
 

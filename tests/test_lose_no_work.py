@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
-from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, write_options, write_paired_folder
+from pipeline_utils import (REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, run_main, write_options,
+                            write_paired_folder)
 from python_processes import run_python
 from snn_options import build_model, captured_log, in_process_options, training_options, write_teacher_checkpoint
 
@@ -358,7 +359,7 @@ def test_a_crash_while_saving_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def run_train(tmp_path, options_path, *args):
-    return run_python(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    return run_main(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 
 def test_auto_resume_falls_back_to_the_previous_checkpoint_and_finishes(tmp_path, data_root):

@@ -16,7 +16,7 @@ from basicsr_snn.cli import STOPPED_EXIT_CODE, describe_error, help_text, user_e
 from basicsr_snn.data.unreadable_samples import UNREADABLE_KEY, SkipUnreadableSamples, TooManyBadSamples
 from basicsr_snn.training_session import TrainingSession, TrainingStopped
 from basicsr_snn.utils.checkpoint import CheckpointWriteError, atomic_write_text
-from pipeline_utils import TRAIN_SCRIPT, read_train_log, write_options, write_paired_folder
+from pipeline_utils import TRAIN_SCRIPT, read_train_log, run_main, write_options, write_paired_folder
 from python_processes import run_python, start_python
 from snn_options import build_model, captured_log, in_process_options, training_options
 from test_pipeline import sr_model_options
@@ -41,7 +41,7 @@ def corrupt(path):
 
 
 def train(tmp_path, options_path, *args):
-    return run_python(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=ENV)
+    return run_main(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=ENV)
 
 
 def train_until_signalled(tmp_path, options_path, experiment, signum=signal.SIGTERM, every_process=False,
