@@ -4,6 +4,7 @@ import contextlib
 import importlib.util
 import io
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 import yaml
 
-from python_processes import run_python, start_python
+from python_processes import start_python
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / 'basicsr_snn' / 'train.py'
@@ -77,6 +78,40 @@ def recording_model(opt):
 
 
 sys.exit(run_pipeline('train', build_model=recording_model))
+'''
+
+
+def signalling_model(stop_signal, after):
+    """A ``build_model`` whose rank 0 sends its process ``stop_signal`` (a name) once the step of iteration ``after``
+    is done: a stop signal that arrives mid-run, at an iteration the test chooses."""
+    from basicsr.models import build_model
+
+    def build(opt):
+        model = build_model(opt)
+        step = model.optimize_parameters
+
+        def step_then_signal(current_iter):
+            step(current_iter)
+            if current_iter == after and opt['rank'] == 0:
+                os.kill(os.getpid(), getattr(signal, stop_signal))
+
+        model.optimize_parameters = step_then_signal
+        return model
+
+    return build
+
+
+SIGNALLING_TRAIN_SCRIPT = f'''
+"""basicsr-snn-train with :func:`pipeline_utils.signalling_model` ($STOP_SIGNAL after $SIGNAL_AFTER_ITER)."""
+import os
+import sys
+
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from basicsr_snn.cli import run_pipeline  # noqa: E402
+from pipeline_utils import signalling_model  # noqa: E402
+
+build = signalling_model(os.environ['STOP_SIGNAL'], int(os.environ['SIGNAL_AFTER_ITER']))
+sys.exit(run_pipeline('train', build_model=build))
 '''
 
 
