@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import yaml
 
-from python_processes import start_python
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / 'basicsr_snn' / 'train.py'
@@ -153,14 +152,22 @@ time.sleep(300)
 
 
 def hold_lock(lock, cwd):
-    """A process (:func:`python_processes.start_python`) that holds the experiment lock ``lock`` (a file) until
-    killed; its ``kill()`` is a SIGKILL, after which only the operating system can release the lock."""
+    """A process that holds the experiment lock ``lock`` (a file) until killed; its ``kill()`` is a SIGKILL, after
+    which only the operating system can release the lock."""
     script = Path(cwd) / 'hold_lock.py'
     script.write_text(LOCK_HOLDER_SCRIPT)
-    holder = start_python(script, lock, cwd=cwd)
-    if 'held\n' not in holder.output_lines():
-        raise AssertionError(f'the lock holder ended: {holder.output_path.read_text()}')
+    holder = subprocess.Popen([sys.executable, str(script), str(lock)], cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    if holder.stdout.readline() != 'held\n':
+        holder.kill()
+        raise AssertionError(f'the lock holder ended: {holder.communicate()[0]}')
     return holder
+
+
+def run_program(script, *args, cwd, env=None, timeout=600):
+    """``python script ARGS`` in a process of its own, as ``subprocess.run(capture_output=True, text=True)``."""
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def write_options(path, options):

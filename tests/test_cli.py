@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, run_main, write_options, write_paired_folder
-from python_processes import run_python
+from pipeline_utils import (REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, run_main, run_program, write_options,
+                            write_paired_folder)
 from snn_options import training_options
 
 
@@ -17,7 +17,7 @@ def run(script, *args, cwd, env=None):
     environment.pop('BASICSR_SNN_THREADS', None)  # the tests choose the threads through $OMP_NUM_THREADS
     if script in (TRAIN_SCRIPT, TEST_SCRIPT):
         return run_main(script, *args, cwd=cwd, env=environment)
-    return run_python(script, *args, cwd=cwd, env=environment, timeout=300)
+    return run_program(script, *args, cwd=cwd, env=environment, timeout=300)
 
 
 def test_help_says_what_it_is_and_points_at_the_option_files(tmp_path):
