@@ -9,6 +9,7 @@ prefetchers), so the option files, the folder layout (``experiments/<name>/{mode
 visualization}``), the log format and the checkpoint names are BasicSR's. Nothing of BasicSR is
 replaced and nothing passes through module globals: :func:`train` can run several times in one process.
 """
+import argparse
 import contextlib
 import datetime
 import functools
@@ -209,11 +210,12 @@ def parse_run_options(argv: list[str], root_path: str, is_train: bool = True) ->
 
     Returns the options and the option file."""
     _compat.apply_pipeline_fixes()  # BasicSR's models wrap DDP without CUDA device ids on CPU
-    argv = normalise_launcher_argv(argv)
-    launcher = _launcher(argv)
-    basicsr_argv = [*_without_launcher(argv), '--launcher', 'none']
+    launcher_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    launcher_parser.add_argument('--launcher', default='none')
+    known, others = launcher_parser.parse_known_args(normalise_launcher_argv(argv))
+    launcher = known.launcher
     previous_argv = sys.argv
-    sys.argv = ['basicsr-snn-train', *basicsr_argv]
+    sys.argv = ['basicsr-snn-train', *others, '--launcher', 'none']
     try:
         with contextlib.redirect_stdout(io.StringIO()) if launcher != 'none' else contextlib.nullcontext():
             opt, args = parse_options(root_path, is_train=is_train)  # prints 'Disable distributed.' as launcher none
@@ -251,26 +253,6 @@ def normalise_launcher_argv(argv):
         print(f'WORLD_SIZE={world_size}: started by a distributed launcher; using --launcher pytorch.', flush=True)
         argv = argv + ['--launcher', 'pytorch']
     return argv
-
-
-def _launcher(argv):
-    for index, arg in enumerate(argv):
-        if arg == '--launcher' and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith('--launcher='):
-            return arg.split('=', 1)[1]
-    return 'none'
-
-
-def _without_launcher(argv):
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == '--launcher':
-            skip = True
-        elif not arg.startswith('--launcher='):
-            yield arg
 
 
 def _forced_values(entries):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pipeline_utils import (TEST_SCRIPT, TRAIN_SCRIPT, assert_ranks_hold_equal_weights, read_train_log,
-                            run_entry_point, write_options, write_paired_folder, write_rank_recording_script)
+                            run_entry_point, run_main, write_options, write_paired_folder,
+                            write_rank_recording_script)
 
 
 def sr_model_options(data_root, name, total_iter=4, save_freq=2):
@@ -89,23 +90,25 @@ def test_auto_resume_continues_from_saved_iteration(tmp_path):
     assert (tmp_path / 'experiments' / 'tiny_resume' / 'training_states' / '4.state').is_file()
 
 
-def train_in_process(tmp_path, monkeypatch, options, *args):
-    """``basicsr-snn-train -opt OPTIONS ARGS`` in this process, in ``tmp_path``."""
-    from basicsr_snn import train
-    monkeypatch.chdir(tmp_path)
-    assert train.main(['-opt', str(write_options(tmp_path / f"{options['name']}.yml", options)), *args]) == 0
-    return tmp_path / 'experiments' / options['name']
+def train_in_process(tmp_path, options, *args):
+    """``basicsr-snn-train -opt OPTIONS ARGS`` in this process (``main(argv)``), in ``tmp_path``; its experiment
+    folder and what it printed on stderr."""
+    result = run_main(TRAIN_SCRIPT, '-opt', write_options(tmp_path / f"{options['name']}.yml", options), *args,
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path / 'experiments' / options['name'], result.stderr
 
 
-def test_two_runs_in_one_process_each_train_save_and_validate_once(tmp_path, monkeypatch):
+def test_two_runs_in_one_process_each_train_save_and_validate_once(tmp_path):
     data = write_paired_folder(tmp_path / 'data')
     first = sr_model_options(data, 'first')
     second = sr_model_options(data, 'second')
     second['path']['strip_prefix_g'] = 'net.'  # names a key prefix, not a folder
     for options in (first, second):
-        experiment = train_in_process(tmp_path, monkeypatch, options)
+        experiment, console = train_in_process(tmp_path, options)
         [log] = experiment.glob('train_*.log')
         text = log.read_text()
+        assert console.count('Start training from epoch') == 1 and console.count('# psnr') == 1  # one handler
         assert (experiment / 'models' / 'net_g_latest.pth').is_file()
         assert [int(i) for i in re.findall(r'iter:\s+(\d+), lr', text)] == [1, 2, 3, 4]
         # validated once, at the last iteration (not again after the final save)
@@ -116,7 +119,7 @@ def test_two_runs_in_one_process_each_train_save_and_validate_once(tmp_path, mon
 
 @pytest.mark.parametrize('stop_at, augment', [(2, False), (3, False), (3, True)],
                          ids=['epoch_boundary', 'mid_epoch', 'random_crops_and_flips'])
-def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch, stop_at, augment):
+def test_resumed_run_equals_uninterrupted(tmp_path, stop_at, augment):
     data = write_paired_folder(tmp_path / 'data', size=16)
 
     def options(name, total_iter):
@@ -126,9 +129,9 @@ def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch, stop_at, augmen
         opt['val']['val_freq'] = 100
         return opt
 
-    train_in_process(tmp_path, monkeypatch, options('whole', 6))
-    train_in_process(tmp_path, monkeypatch, options('resumed', stop_at))
-    train_in_process(tmp_path, monkeypatch, options('resumed', 6), '--auto_resume')
+    train_in_process(tmp_path, options('whole', 6))
+    train_in_process(tmp_path, options('resumed', stop_at))
+    train_in_process(tmp_path, options('resumed', 6), '--auto_resume')
 
     def weights(name):
         return torch.load(tmp_path / 'experiments' / name / 'models' / 'net_g_6.pth')['params']
