@@ -3,9 +3,9 @@
 Importing the package makes ``import basicsr`` work on today's torchvision (``_compat``'s import
 shims, nothing else of BasicSR changes) and registers every ``archs/*_arch.py``,
 ``models/*_model.py``, ``data/*_dataset.py`` and ``losses/*_loss.py`` in BasicSR's registries,
-the way BasicSR registers its own: a new file needs no other edit. The fixes of BasicSR's
-pipeline are applied by the entry points (``basicsr_snn.train``, ``basicsr_snn.test``,
-``basicsr_snn.run``) through ``_compat.apply_pipeline_fixes()``.
+the way BasicSR registers its own: a new file needs no other edit. The entry points run the
+project's own pipeline (:mod:`basicsr_snn.pipeline`); ``basicsr_snn.run`` runs BasicSR's scripts
+with ``_compat.apply_pipeline_fixes()``.
 """
 import importlib
 from pathlib import Path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from basicsr_snn.data.unreadable_samples import TooManyBadSamples
 from basicsr_snn.models.training_guard import TrainingDiverged
+from basicsr_snn.training_session import STOPPED_EXIT_CODE, TrainingStopped
 from basicsr_snn.utils.checkpoint import CheckpointWriteError, NoLoadableCheckpoint
 from basicsr_snn.utils.experiment_lock import ExperimentLocked
 from basicsr_snn.utils.threads import apply_thread_policy
@@ -22,9 +23,6 @@ USAGE = {
 #: their traceback
 USER_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, CheckpointWriteError,
                ExperimentLocked, TrainingDiverged, TooManyBadSamples, NoLoadableCheckpoint)
-#: exit code of a training run stopped by SIGTERM, SIGINT or SIGUSR1 after saving its checkpoint (sysexits'
-#: EX_TEMPFAIL: try again later)
-STOPPED_EXIT_CODE = 75
 
 
 def help_text(kind: str) -> str:
@@ -54,8 +52,9 @@ current iteration finished and its checkpoint was saved; rerun with --auto_resum
 """
 
 
-def run_pipeline(kind: str, argv: list[str] | None = None) -> int:
-    """Run BasicSR's ``train_pipeline`` or ``test_pipeline`` (``kind``) on ``sys.argv``; return the exit code."""
+def run_pipeline(kind: str, argv: list[str] | None = None, **pipeline_kwargs) -> int:
+    """Run :func:`basicsr_snn.pipeline.train` or :func:`~basicsr_snn.pipeline.test` (``kind``, given
+    ``pipeline_kwargs``) on ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     command = USAGE[kind][0]
     if not argv or '-h' in argv or '--help' in argv:
@@ -66,26 +65,20 @@ def run_pipeline(kind: str, argv: list[str] | None = None) -> int:
     if problem:
         print(f'{command}: {problem}', file=sys.stderr)
         return 2
-    from basicsr_snn import _compat
     try:
         threads = apply_thread_policy()
-        _compat.apply_pipeline_fixes()
-        import basicsr.test
-        import basicsr.train
         if is_main_process():
             print(threads, flush=True)
-        pipeline = basicsr.train.train_pipeline if kind == 'train' else basicsr.test.test_pipeline
-        pipeline(os.getcwd())
+        from basicsr_snn import pipeline
+        getattr(pipeline, kind)(argv, os.getcwd(), **pipeline_kwargs)
+    except TrainingStopped:
+        return STOPPED_EXIT_CODE
     except Exception as error:
-        # before the first checkpoint, no error leaves a run folder behind
-        cleaned = _compat.remove_unused_run_folders()
         if debug or not isinstance(error, USER_ERRORS):
-            for line in cleaned:
-                print(f'{command}: {line}', file=sys.stderr)
             raise
         print(f'{command}: {describe_error(error)}', file=sys.stderr)
-        for line in cleaned:
-            print(f'{command}: {line}', file=sys.stderr)
+        for note in getattr(error, '__notes__', ()):  # the run folders removed (basicsr_snn.pipeline)
+            print(note, file=sys.stderr)
         print(f'{command}: add --debug for the full traceback', file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""Run any BasicSR script with this plugin registered and BasicSR's pipeline fixed.
+"""Run any BasicSR script with this plugin registered and BasicSR's pipeline made to run on CPU and torchrun.
 
     basicsr-snn-run SCRIPT [ARGS ...]          (or: python -m basicsr_snn.run SCRIPT [ARGS ...])
 
@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from basicsr_snn._compat import apply_pipeline_fixes
     from basicsr_snn.cli import is_main_process
+    from basicsr_snn.pipeline import normalise_launcher_argv
     from basicsr_snn.utils.threads import apply_thread_policy
     threads = apply_thread_policy()
     if is_main_process():
         print(threads, flush=True)
-    apply_pipeline_fixes()
-    sys.argv = [str(script), *argv[1:]]
+    sys.argv = [str(script), *normalise_launcher_argv(argv[1:])]
+    apply_pipeline_fixes(sys.argv)
     pipeline = BASICSR_PIPELINES.get((script.resolve().parent.name, script.name))
     if pipeline:
         import importlib

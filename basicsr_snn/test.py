@@ -1,4 +1,4 @@
-"""Test with BasicSR's pipeline and this plugin's registered classes.
+"""Test through :mod:`basicsr_snn.pipeline`, BasicSR's layout and this plugin's registered classes.
 
     python basicsr_snn/test.py -opt options/test_denoise.yml
 
@@ -13,10 +13,11 @@ if __package__ in (None, ''):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
+    """Run ``basicsr-snn-test ARGV`` (default: the command line) in this process; return its exit code."""
     from basicsr_snn.cli import run_pipeline  # imports the package: registers the plugin
-    sys.exit(run_pipeline('test'))
+    return run_pipeline('test', argv)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Train with BasicSR's pipeline and this plugin's registered classes.
+"""Train through :mod:`basicsr_snn.pipeline`, BasicSR's layout and this plugin's registered classes.
 
     python basicsr_snn/train.py -opt options/distill_denoise.yml [--launcher pytorch] [--auto_resume]
     torchrun --nproc_per_node=2 basicsr_snn/train.py -opt ... --launcher pytorch
@@ -14,10 +14,11 @@ if __package__ in (None, ''):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
+    """Run ``basicsr-snn-train ARGV`` (default: the command line) in this process; return its exit code."""
     from basicsr_snn.cli import run_pipeline  # imports the package: registers the plugin
-    sys.exit(run_pipeline('train'))
+    return run_pipeline('train', argv)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """What keeps a training run from losing work to a stop signal, a crash or an unreadable training file.
 
-BasicSR's training loop sees the model through a :class:`TrainingSession` (the entry points install
-it, :mod:`basicsr_snn._compat`), which adds, for any model class:
+The training loop (:mod:`basicsr_snn.pipeline`) sees the model through a :class:`TrainingSession`, which
+adds, for any model class:
 
 * **Stop signals** (SIGTERM, SIGINT, SIGUSR1): the handler only records the signal, so nothing is
   interrupted. Every rank learns whether any rank received one before its next step (in one process)
@@ -26,9 +26,12 @@ it, :mod:`basicsr_snn._compat`), which adds, for any model class:
   output on the last batch is not finite; the message names the last healthy checkpoint instead. So
   ``--auto_resume`` never continues from weights the guard knows are broken, and a checkpoint saved
   without this check whose output on the first batch is not finite is refused in one line.
+* **The random-number state** of every rank (:mod:`basicsr_snn.utils.random_state`) as the last completed
+  step left it goes into the ``.state`` (``random_state``, one entry per rank; a crash save, made by rank 0
+  alone, holds rank 0's), so that a resumed run with random crops, flips or noise draws what the
+  uninterrupted one drew.
 """
 import contextlib
-import functools
 import json
 import os
 import signal
@@ -40,14 +43,16 @@ import torch.distributed as dist
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
-from basicsr_snn.cli import STOPPED_EXIT_CODE
 from basicsr_snn.data.unreadable_samples import DEFAULT_MAX_BAD_SAMPLES, UNREADABLE_KEY, TooManyBadSamples
 from basicsr_snn.models.training_guard import TrainingDiverged, max_over_ranks
-from basicsr_snn.utils import experiment_lock
-from basicsr_snn.utils.checkpoint import CheckpointWriteError
+from basicsr_snn.utils import experiment_lock, random_state
+from basicsr_snn.utils.checkpoint import CheckpointWriteError, atomic_save
 from basicsr_snn.utils.hooks import evaluating
 from basicsr_snn.utils.lr_schedule import ScheduleState, align_resumed_schedule
 
+#: exit code of a training run stopped by SIGTERM, SIGINT or SIGUSR1 after saving its checkpoint (sysexits'
+#: EX_TEMPFAIL: try again later)
+STOPPED_EXIT_CODE = 75
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 WRITE_FIX = 'free space or move experiments/ to a larger disk, then rerun with --auto_resume'
 
@@ -115,6 +120,8 @@ class TrainingSession:
         self.model, self.opt, self.iterations_per_epoch = model, opt, max(1, iterations_per_epoch)
         self.completed_iter = 0
         self.completed_schedule = None  # the ScheduleState of completed_iter
+        self.completed_random_state = None  # this rank's random_state.capture() of completed_iter
+        self.resume_state = None
         self.resumed_weights_checked = True  # a fresh run has no resumed weights
         self.saved_iter = None
         self.unreadable = {}  # file -> reason, in the order met
@@ -141,6 +148,19 @@ class TrainingSession:
         self.completed_iter = self.saved_iter = resume_state['iter']
         self.completed_schedule = ScheduleState.of(self.model)
         self.resumed_weights_checked = False
+        self.resume_state = resume_state
+
+    def resumed_random_state(self) -> dict | None:
+        """This rank's random-number state in the resumed checkpoint (None, with a warning, when it holds none:
+        saved by an earlier basicsr-snn, or by a crash save of rank 0 alone)."""
+        states = self.resume_state.get('random_state') or []
+        rank = get_dist_info()[0]
+        if rank < len(states):
+            return states[rank]
+        get_root_logger().warning(f'Resume: the checkpoint of iteration {self.resume_state["iter"]} holds no random '
+                                  f'state of rank {rank}; random crops, flips and noise differ from an '
+                                  'uninterrupted run.')
+        return None
 
     def feed_data(self, data):
         """Called once per iteration on every rank, before the step: bad files and stop signals are acted on here.
@@ -171,11 +191,14 @@ class TrainingSession:
             self.stop(signal.Signals(self.model.agreed_step_flags[0]).name, all_ranks=True)
         self.completed_iter = current_iter
         self.completed_schedule = ScheduleState.of(self.model)
+        self.completed_random_state = random_state.capture()
 
-    def save(self, epoch, current_iter):
+    def save(self, epoch, current_iter, random_states=None):
         """A scheduled save (``current_iter`` -1: the final ``*_latest.pth``), unless the weights are not healthy
         (:meth:`unhealthy`, rank 0 decides: it writes); a failed write names the previous checkpoint, which is
-        intact, and the fix."""
+        intact, and the fix. Without ``random_states`` every rank calls this, and their states are gathered."""
+        if random_states is None and current_iter != -1:
+            random_states = self._random_states(all_ranks=True)
         problem = self.unhealthy() if get_dist_info()[0] == 0 else None
         if problem:
             get_root_logger().warning(f'Iteration {self.completed_iter}: not saved, {problem}; '
@@ -184,6 +207,8 @@ class TrainingSession:
         try:
             with self._schedule_of_the_completed_iteration():
                 self.model.save(epoch, current_iter)
+            if random_states and get_dist_info()[0] == 0:
+                self._add_to_training_state(current_iter, random_state=random_states)
         except CheckpointWriteError as error:
             previous = (f'the previous checkpoint, iteration {self.saved_iter} ({self._state_path(self.saved_iter)}), '
                         'is intact' if self.saved_iter else 'no checkpoint was saved before in this run')
@@ -213,14 +238,15 @@ class TrainingSession:
 
     # the one save path of a stop and a crash ------------------------------------------------------
 
-    def save_completed_iteration(self) -> str | None:
+    def save_completed_iteration(self, all_ranks: bool) -> str | None:
         """Save the last completed iteration unless it is saved already; returns its state file (None: nothing
-        trained, or not healthy)."""
+        trained, or not healthy). ``all_ranks``: every rank calls this."""
         if not self.completed_iter:
             return None
+        random_states = self._random_states(all_ranks)  # a collective: before any rank may skip the save
         if self.saved_iter != self.completed_iter:
             with worker_deaths_deferred():
-                self.save((self.completed_iter - 1) // self.iterations_per_epoch, self.completed_iter)
+                self.save((self.completed_iter - 1) // self.iterations_per_epoch, self.completed_iter, random_states)
         return self._state_path(self.completed_iter) if self.saved_iter == self.completed_iter else None
 
     def stop(self, signal_name: str, all_ranks: bool) -> None:
@@ -228,7 +254,7 @@ class TrainingSession:
 
         ``all_ranks``: every rank calls this at the same iteration, and waits until rank 0 has saved.
         """
-        path = self.save_completed_iteration()
+        path = self.save_completed_iteration(all_ranks)
         if all_ranks and dist.is_available() and dist.is_initialized():
             dist.barrier()
         experiment_lock.release(Path(self.opt['path']['experiments_root']) / experiment_lock.LOCK_NAME)
@@ -253,7 +279,7 @@ class TrainingSession:
             return
         try:  # the health check runs the network, which may fail as the step did (out of memory)
             problem = self.unhealthy()
-            path = None if problem else self.save_completed_iteration()
+            path = None if problem else self.save_completed_iteration(all_ranks=False)
         except Exception as save_error:  # noqa: BLE001  (the original error is the one to raise)
             logger.error(f'{type(error).__name__} after iteration {self.completed_iter}; saving it failed too: '
                          f'{save_error}')
@@ -292,6 +318,21 @@ class TrainingSession:
                 f'{len(self.unreadable)} training files cannot be read, more than datasets.train.max_bad_samples: '
                 f'{self.max_bad_samples}: {list(self.unreadable)}; list every bad file with python '
                 f'scripts/check_data.py <dataroot>, fix or remove them, then rerun with --auto_resume')
+
+    def _random_states(self, all_ranks):
+        """Every rank's random state of the completed iteration (rank 0's alone unless ``all_ranks``)."""
+        state = self.completed_random_state or random_state.capture()
+        if all_ranks and dist.is_available() and dist.is_initialized():
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, state)
+            return gathered
+        return [state]
+
+    def _add_to_training_state(self, iteration, **entries):
+        """The model wrote ``<iteration>.state``; add ``entries`` to it (any model class: BasicSR's writes its own)."""
+        path = self._state_path(iteration)
+        state = torch.load(path, map_location='cpu', weights_only=False)
+        atomic_save({**state, **entries}, path)
 
     @contextlib.contextmanager
     def _schedule_of_the_completed_iteration(self):
@@ -343,33 +384,3 @@ class TrainingSession:
         return [name for name, network in networks.items()
                 if any(t.is_floating_point() and not torch.isfinite(t).all() for t in network.state_dict().values())]
 
-
-_active: TrainingSession | None = None
-
-
-def start(model, opt: dict, iterations_per_epoch: int) -> TrainingSession:
-    """The session of this process's training run (:func:`guarded` ends it)."""
-    global _active
-    _active = TrainingSession(model, opt, iterations_per_epoch)
-    return _active
-
-
-def guarded(train_pipeline):
-    """BasicSR's ``train_pipeline`` whose crash first saves the last completed iteration (see the module)."""
-
-    @functools.wraps(train_pipeline)
-    def guarded_train_pipeline(root_path):
-        global _active
-        try:
-            return train_pipeline(root_path)
-        except Exception as error:
-            if _active is not None:
-                _active.after_crash(error)
-            raise
-        finally:
-            if _active is not None:
-                _active.close()
-            _active = None
-
-    guarded_train_pipeline.__wrapped_by_basicsr_snn__ = True
-    return guarded_train_pipeline

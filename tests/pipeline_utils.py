@@ -1,8 +1,13 @@
-"""Helpers for tests that run the real train/test entry points in processes of their own."""
+"""Helpers for tests that run the real train/test entry points: in this process (``main(argv)``), or in processes
+of their own where the process is what is tested (torchrun, signals)."""
+import contextlib
 import importlib.util
+import io
 import os
+import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import cv2
@@ -10,7 +15,6 @@ import numpy as np
 import torch
 import yaml
 
-from python_processes import run_python, start_python
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / 'basicsr_snn' / 'train.py'
@@ -49,18 +53,13 @@ import sys
 
 import torch
 
-from basicsr_snn._compat import apply_pipeline_fixes
-
-apply_pipeline_fixes()
-import basicsr.train  # noqa: E402
-from basicsr_snn.cli import run_pipeline  # noqa: E402
-
-build_model = basicsr.train.build_model
+from basicsr_snn.cli import run_pipeline  # imports the package first: BasicSR then imports
+from basicsr.models import build_model  # noqa: E402
 
 
 def recording_model(opt):
     model = build_model(opt)
-    rank, save, reduce_loss_dict = opt['rank'], model.save, getattr(model, 'model', model).reduce_loss_dict
+    rank, save, reduce_loss_dict = opt['rank'], model.save, model.reduce_loss_dict
 
     def save_and_dump(epoch, current_iter):
         save(epoch, current_iter)
@@ -73,14 +72,45 @@ def recording_model(opt):
         return reduce_loss_dict(loss_dict)
 
     model.save = save_and_dump
-    # the loss dict is reduced inside the step, by the model the training session wraps
-    trained = getattr(model, 'model', model)
-    trained.reduce_loss_dict = record_keys
+    model.reduce_loss_dict = record_keys
     return model
 
 
-basicsr.train.build_model = recording_model
-sys.exit(run_pipeline('train'))
+sys.exit(run_pipeline('train', build_model=recording_model))
+'''
+
+
+def signalling_model(stop_signal, after):
+    """A ``build_model`` whose rank 0 sends its process ``stop_signal`` (a name) once the step of iteration ``after``
+    is done: a stop signal that arrives mid-run, at an iteration the test chooses."""
+    from basicsr.models import build_model
+
+    def build(opt):
+        model = build_model(opt)
+        step = model.optimize_parameters
+
+        def step_then_signal(current_iter):
+            step(current_iter)
+            if current_iter == after and opt['rank'] == 0:
+                os.kill(os.getpid(), getattr(signal, stop_signal))
+
+        model.optimize_parameters = step_then_signal
+        return model
+
+    return build
+
+
+SIGNALLING_TRAIN_SCRIPT = f'''
+"""basicsr-snn-train with :func:`pipeline_utils.signalling_model` ($STOP_SIGNAL after $SIGNAL_AFTER_ITER)."""
+import os
+import sys
+
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from basicsr_snn.cli import run_pipeline  # noqa: E402
+from pipeline_utils import signalling_model  # noqa: E402
+
+build = signalling_model(os.environ['STOP_SIGNAL'], int(os.environ['SIGNAL_AFTER_ITER']))
+sys.exit(run_pipeline('train', build_model=build))
 '''
 
 
@@ -122,14 +152,22 @@ time.sleep(300)
 
 
 def hold_lock(lock, cwd):
-    """A process (:func:`python_processes.start_python`) that holds the experiment lock ``lock`` (a file) until
-    killed; its ``kill()`` is a SIGKILL, after which only the operating system can release the lock."""
+    """A process that holds the experiment lock ``lock`` (a file) until killed; its ``kill()`` is a SIGKILL, after
+    which only the operating system can release the lock."""
     script = Path(cwd) / 'hold_lock.py'
     script.write_text(LOCK_HOLDER_SCRIPT)
-    holder = start_python(script, lock, cwd=cwd)
-    if 'held\n' not in holder.output_lines():
-        raise AssertionError(f'the lock holder ended: {holder.output_path.read_text()}')
+    holder = subprocess.Popen([sys.executable, str(script), str(lock)], cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    if holder.stdout.readline() != 'held\n':
+        holder.kill()
+        raise AssertionError(f'the lock holder ended: {holder.communicate()[0]}')
     return holder
+
+
+def run_program(script, *args, cwd, env=None, timeout=600):
+    """``python script ARGS`` in a process of its own, as ``subprocess.run(capture_output=True, text=True)``."""
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def write_options(path, options):
@@ -137,8 +175,35 @@ def write_options(path, options):
     return Path(path)
 
 
+def run_main(script, *args, cwd, env=None, **pipeline_kwargs):
+    """``python script ARGS`` for train.py or test.py, run in this process as ``main(ARGS)`` in ``cwd`` with the
+    environment ``env``: a CompletedProcess with the exit code and what the run printed (an uncaught error's
+    traceback ends in stderr with code 1, as the interpreter does)."""
+    from basicsr_snn.cli import run_pipeline
+    kind = {TRAIN_SCRIPT: 'train', TEST_SCRIPT: 'test'}[Path(script)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous_env, previous_cwd = dict(os.environ), os.getcwd()
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                returncode = run_pipeline(kind, [str(arg) for arg in args], **pipeline_kwargs)
+            except Exception:  # noqa: BLE001  (what the interpreter does with an uncaught error)
+                traceback.print_exc()
+                returncode = 1
+    finally:
+        os.chdir(previous_cwd)
+        os.environ.clear()
+        os.environ.update(previous_env)
+    return subprocess.CompletedProcess([sys.executable, str(script), *map(str, args)], returncode, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
 def run_entry_point(script, opt_path, *extra_args, cwd, launcher=None, nproc=1, timeout=600):
-    """Run train.py/test.py (under torchrun when nproc > 1) and return the CompletedProcess."""
+    """Run train.py/test.py (under torchrun when nproc > 1, else in this process) and return the CompletedProcess."""
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
     args = ['-opt', str(opt_path), *(['--launcher', launcher] if launcher else []), *extra_args]
     if nproc > 1:
@@ -146,7 +211,7 @@ def run_entry_point(script, opt_path, *extra_args, cwd, launcher=None, nproc=1, 
                    str(script), *args]
         result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     else:
-        result = run_python(script, *args, cwd=cwd, env=env, timeout=timeout)
+        result = run_main(script, *args, cwd=cwd, env=env)
     assert result.returncode == 0, f'{" ".join(result.args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}'
     return result
 

@@ -11,9 +11,8 @@ import torch
 import basicsr_snn  # noqa: F401  (fixes BasicSR's imports before the modules below use it)
 from basicsr_snn.benchmarks import (SeededBatches, compare_curves, evenly_spaced, iterations_to_reach, parse_train_log,
                                     read_experiment_scalars)
-from pipeline_utils import (REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, run_entry_point, write_options,
-                            write_paired_folder)
-from python_processes import run_python
+from pipeline_utils import (REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, run_entry_point, run_program,
+                            write_options, write_paired_folder)
 from snn_options import training_options, write_teacher_checkpoint
 
 from basicsr_snn.benchmarks.arms import DEFAULT_ARMS
@@ -24,7 +23,7 @@ PLOT_TRAINING = REPO_ROOT / 'scripts' / 'plot_training.py'
 
 def run_script(script, *args, timeout=300):
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-    result = run_python(script, *args, cwd=Path.cwd(), env=env, timeout=timeout)
+    result = run_program(script, *args, cwd=Path.cwd(), env=env, timeout=timeout)
     assert result.returncode == 0, f'{script.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}'
     return result
 
@@ -126,7 +125,7 @@ def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
 
     second = run_script(BENCH_DISTILL, '--quick', '--out', out, '--arms', 'membrane.hkd.s0', 'teacher')
     assert second.stdout.count('finished earlier: skipped') == 2 and 'training' not in second.stdout
-    mismatch = run_python(BENCH_DISTILL, '--quick', '--out', out, '--iters', '6', cwd=Path.cwd(), timeout=300)
+    mismatch = run_program(BENCH_DISTILL, '--quick', '--out', out, '--iters', '6', cwd=Path.cwd(), timeout=300)
     assert mismatch.returncode != 0
     assert 'another protocol' in mismatch.stderr and "'iters'" in mismatch.stderr
 
@@ -200,6 +199,7 @@ def test_an_arm_held_by_a_live_process_is_skipped_and_a_killed_holder_s_lock_tak
         assert f'held by process {holder.pid}: skipped' in ' '.join(messages)
     finally:
         holder.kill()  # SIGKILL: its lock file stays, its OS lock does not
+        holder.wait()
     assert lock.is_file()
     study.run(['membrane.twin.s0'])
     assert (tmp_path / 's' / 'membrane.twin.s0' / 'result.json').is_file() and not lock.exists()

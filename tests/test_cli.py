@@ -7,15 +7,17 @@ import pytest
 import torch
 import yaml
 
-from pipeline_utils import REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, write_options, write_paired_folder
-from python_processes import run_python
+from pipeline_utils import (REPO_ROOT, TEST_SCRIPT, TRAIN_SCRIPT, run_main, run_program, write_options,
+                            write_paired_folder)
 from snn_options import training_options
 
 
 def run(script, *args, cwd, env=None):
     environment = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', **(env or {}))
     environment.pop('BASICSR_SNN_THREADS', None)  # the tests choose the threads through $OMP_NUM_THREADS
-    return run_python(script, *args, cwd=cwd, env=environment, timeout=300)
+    if script in (TRAIN_SCRIPT, TEST_SCRIPT):
+        return run_main(script, *args, cwd=cwd, env=environment)
+    return run_program(script, *args, cwd=cwd, env=environment, timeout=300)
 
 
 def test_help_says_what_it_is_and_points_at_the_option_files(tmp_path):

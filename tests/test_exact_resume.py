@@ -3,53 +3,18 @@ ahead (by an earlier version) or with another learning rate is corrected on resu
 import math
 import re
 import subprocess
-import textwrap
 
 import pytest
 import torch
 
-from basicsr_snn.cli import STOPPED_EXIT_CODE
-from pipeline_utils import TRAIN_SCRIPT, read_train_log, write_options, write_paired_folder
-from python_processes import run_python
+from basicsr_snn.training_session import STOPPED_EXIT_CODE
+from pipeline_utils import (SIGNALLING_TRAIN_SCRIPT, TRAIN_SCRIPT, read_train_log, run_main, signalling_model,
+                            write_options, write_paired_folder)
 from snn_options import training_options
 from test_preemption import ENV, TORCHRUN
 
 TOTAL_ITER = 8
 ETA_MIN = 1e-5
-
-SIGNALLING_TRAIN_SCRIPT = textwrap.dedent('''
-    """basicsr-snn-train whose rank 0 sends itself $STOP_SIGNAL once the step of iteration $SIGNAL_AFTER_ITER
-    is done: a stop signal that arrives mid-run, at an iteration the test chooses."""
-    import os
-    import signal
-    import sys
-
-    from basicsr_snn._compat import apply_pipeline_fixes
-
-    apply_pipeline_fixes()
-    import basicsr.train  # noqa: E402
-    from basicsr_snn.cli import run_pipeline  # noqa: E402
-
-    build_model = basicsr.train.build_model
-
-
-    def signalling_model(opt):
-        session = build_model(opt)
-        model = session.model
-        step = model.optimize_parameters
-
-        def step_then_signal(current_iter):
-            step(current_iter)
-            if current_iter == int(os.environ.get('SIGNAL_AFTER_ITER', 0)) and opt['rank'] == 0:
-                os.kill(os.getpid(), getattr(signal, os.environ['STOP_SIGNAL']))
-
-        model.optimize_parameters = step_then_signal
-        return session
-
-
-    basicsr.train.build_model = signalling_model
-    sys.exit(run_pipeline('train'))
-''')
 
 
 @pytest.fixture(scope='module')
@@ -58,7 +23,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp('exact_resume')
     data = write_paired_folder(root / 'data', size=16, channels=3)
     script = root / 'train_signalled.py'
-    script.write_text(SIGNALLING_TRAIN_SCRIPT)
+    script.write_text(SIGNALLING_TRAIN_SCRIPT)  # for torchrun
     whole = train(root, options(root, data, 'whole'))
     assert whole.returncode == 0, whole.stderr[-3000:]
     return root, data, script
@@ -78,9 +43,10 @@ def options(root, data, name, total_iter=TOTAL_ITER, lr=2e-3, save_freq=1000):
     return write_options(root / f'{name}_{total_iter}_{lr}.yml', opt)
 
 
-def train(root, options_path, *args, script=None, stop_signal='SIGTERM', after=0):
-    env = dict(ENV, STOP_SIGNAL=stop_signal, SIGNAL_AFTER_ITER=str(after))
-    return run_python(script or TRAIN_SCRIPT, '-opt', options_path, *args, cwd=root, env=env)
+def train(root, options_path, *args, stop_signal='SIGTERM', after=0):
+    """basicsr-snn-train in this process, stopped by ``stop_signal`` after the step of iteration ``after`` (0: never)."""
+    return run_main(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=root, env=ENV,
+                    build_model=signalling_model(stop_signal, after))
 
 
 def latest_weights(root, name):
@@ -108,12 +74,12 @@ def test_stopped_twice_and_resumed_equals_the_uninterrupted_run(workspace, first
     name = f'stopped_{first[0]}_{second[0]}'
     opt = options(root, data, name)
     for signal_name, after, resume in ((*first, ()), (*second, ('--auto_resume', ))):
-        run = train(root, opt, *resume, script=script, stop_signal=signal_name, after=after)
+        run = train(root, opt, *resume, stop_signal=signal_name, after=after)
         assert run.returncode == STOPPED_EXIT_CODE, run.stderr[-3000:]
         assert stopped_at(run.stderr, signal_name) == after
         state = torch.load(root / 'experiments' / name / 'training_states' / f'{after}.state', weights_only=False)
         assert [s['last_epoch'] for s in state['schedulers']] == [after - 1]
-    finished = train(root, opt, '--auto_resume', script=script)
+    finished = train(root, opt, '--auto_resume')
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert 'Resume: ' not in read_train_log(root / 'experiments' / name)  # nothing needed correcting
     assert_bitwise_equal(latest_weights(root, 'whole'), latest_weights(root, name))
@@ -179,11 +145,12 @@ def test_torchrun_stopped_twice_and_resumed_equals_its_uninterrupted_run(workspa
 
     whole = torchrun('whole_ddp')
     assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
-    for after, resume in ((3, ()), (TOTAL_ITER - 1, ('--auto_resume', ))):
+    # across processes a signal travels in the next step's all-reduce: one sent after step k stops after step k + 1
+    for after, resume in ((3, ()), (TOTAL_ITER - 2, ('--auto_resume', ))):
         stopped = torchrun('stopped_ddp', *resume, after=after)
         output = stopped.stdout + stopped.stderr
         assert re.search(rf'exitcode\s*: {STOPPED_EXIT_CODE}', output), output[-4000:]
-        assert stopped_at(output, 'SIGTERM') == after
+        assert stopped_at(output, 'SIGTERM') == after + 1
     finished = torchrun('stopped_ddp', '--auto_resume')
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert_bitwise_equal(latest_weights(root, 'whole_ddp'), latest_weights(root, 'stopped_ddp'))

@@ -8,12 +8,11 @@ import torch
 
 from basicsr_snn.archs.spiking_blocks import NeuronSpec
 from basicsr_snn.benchmarks import entry_point_checks, gpu_check
-from pipeline_utils import REPO_ROOT, load_script
-from python_processes import run_python
+from pipeline_utils import REPO_ROOT, load_script, run_program
 
 
 def test_without_cuda_it_says_so_in_one_line_and_exits_0(tmp_path):
-    result = run_python(REPO_ROOT / 'scripts' / 'check_gpu.py', '--out', tmp_path / 'gpu.json', cwd=tmp_path,
+    result = run_program(REPO_ROOT / 'scripts' / 'check_gpu.py', '--out', tmp_path / 'gpu.json', cwd=tmp_path,
                         env=dict(os.environ, CUDA_VISIBLE_DEVICES=''), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == ['check_gpu.py: no CUDA device (torch.cuda.is_available() is False); '

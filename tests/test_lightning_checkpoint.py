@@ -87,7 +87,7 @@ def test_a_prefix_that_would_not_help_is_not_suggested(tmp_path):
 
 
 def test_resume_keeps_the_teachers_prefix_and_drops_the_students(tmp_path, data_root):
-    from basicsr_snn import _compat
+    from basicsr_snn import pipeline
     from snn_options import STUDENT, training_batch
     teacher_checkpoint = write_lightning_checkpoint(tmp_path / 'promptir.ckpt', build_teacher('PromptIR', seed=1))
     torch.manual_seed(3)
@@ -104,7 +104,7 @@ def test_resume_keeps_the_teachers_prefix_and_drops_the_students(tmp_path, data_
 
     resumed = copy.deepcopy(options)
     resumed['path']['resume_state'] = str(tmp_path / 'experiments' / 'distill_PromptIR' / 'training_states' / '1.state')
-    _compat.load_resume_state(resumed)
+    pipeline.load_resume_state(resumed)
     assert resumed['path']['pretrain_network_g'].endswith('net_g_1.pth') and 'strip_prefix_g' not in resumed['path']
     assert resumed['path']['strip_prefix_t'] == 'net.' and resumed['path']['pretrain_network_t'] == str(
         teacher_checkpoint)

@@ -15,8 +15,8 @@ import torch.multiprocessing as mp
 from basicsr_snn.models.training_guard import LossGuard, TrainingDiverged
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, newest_complete_checkpoint
-from pipeline_utils import REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, write_options, write_paired_folder
-from python_processes import run_python
+from pipeline_utils import (REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, run_main, run_program,
+                            write_options, write_paired_folder)
 from snn_options import build_model, captured_log, in_process_options, training_options, write_teacher_checkpoint
 
 
@@ -130,7 +130,7 @@ def test_every_rank_takes_the_decision_of_the_worst_rank():
         probe.bind(('127.0.0.1', 0))
         port = probe.getsockname()[1]
     results = mp.Manager().dict()
-    # forks of the server that has imported the package (python_processes.py), not new interpreters
+    # forks of a server process, not new interpreters that would import torch again
     mp.start_processes(_agree_worker, args=(port, results), nprocs=2, start_method='forkserver')
     assert results[0] == results[1] == ('the gradient norm is not finite', [15, 2])
 
@@ -358,7 +358,7 @@ def test_a_crash_while_saving_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def run_train(tmp_path, options_path, *args):
-    return run_python(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    return run_main(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 
 def test_auto_resume_falls_back_to_the_previous_checkpoint_and_finishes(tmp_path, data_root):
@@ -394,6 +394,7 @@ def test_a_second_run_on_a_locked_experiment_is_one_line_and_a_killed_holder_lea
         assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['locked']  # nothing archived
     finally:
         holder.kill()  # SIGKILL: the holder cannot release; the operating system does
+        holder.wait()
     assert (experiment / '.lock').read_text().split()[0] == str(holder.pid)  # the file stays, not the lock
     result = run_train(tmp_path, options_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -425,6 +426,7 @@ def test_lock_is_released_only_by_its_holder(tmp_path):
         assert experiment_lock.take(experiment / '.lock') == (holder.pid, socket.gethostname())
     finally:
         holder.kill()
+        holder.wait()
     experiment_lock.acquire(experiment)
     experiment_lock.release(experiment / '.lock')
     assert not (experiment / '.lock').exists()
@@ -493,13 +495,11 @@ def test_a_corrupt_validation_image_fails_before_training_and_is_named(tmp_path)
 # smaller fixes ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('text, value', [('1e3', 1000.0), ('-2', -2), ('-1e-4', -1e-4), ('2', 2), ('0.5', 0.5),
-                                         ('abc', 'abc'), ('~', None), ('true', True)])
+                                         ('abc', 'abc'), ('~', None), ('none', None), ('true', True)])
 def test_force_yml_reads_numbers(text, value):
-    from basicsr.utils import options
-
-    from basicsr_snn._compat import _read_numbers
-    result = _read_numbers(options._postprocess_yml_value)(text)
-    assert result == value and type(result) is type(value)
+    from basicsr_snn.pipeline import _forced_values
+    [(keys, result)] = _forced_values([f'train:optim_g:lr={text}'])
+    assert keys == ['train', 'optim_g', 'lr'] and result == value and type(result) is type(value)
 
 
 def test_check_data_lists_every_bad_image_of_a_folder_and_an_lmdb(tmp_path, capsys):
@@ -508,7 +508,7 @@ def test_check_data_lists_every_bad_image_of_a_folder_and_an_lmdb(tmp_path, caps
     make_lmdb(folder, tmp_path / 'good.lmdb')
     (folder / '001.png').write_bytes(b'')
     (folder / '002.png').write_bytes((folder / '000.png').read_bytes()[:40])
-    result = run_python(REPO_ROOT / 'scripts' / 'check_data.py', folder, cwd=tmp_path)  # the exit code
+    result = run_program(REPO_ROOT / 'scripts' / 'check_data.py', folder, cwd=tmp_path)  # the exit code
     assert result.returncode == 1
     assert re.findall(r'BAD (\S+):', result.stdout) == [str(folder / '001.png'), str(folder / '002.png')]
     assert '3 images checked, 2 do not decode' in result.stdout

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pipeline_utils import (TEST_SCRIPT, TRAIN_SCRIPT, assert_ranks_hold_equal_weights, read_train_log,
-                            run_entry_point, write_options, write_paired_folder, write_rank_recording_script)
+                            run_entry_point, run_main, write_options, write_paired_folder,
+                            write_rank_recording_script)
 
 
 def sr_model_options(data_root, name, total_iter=4, save_freq=2):
@@ -89,24 +90,52 @@ def test_auto_resume_continues_from_saved_iteration(tmp_path):
     assert (tmp_path / 'experiments' / 'tiny_resume' / 'training_states' / '4.state').is_file()
 
 
-@pytest.mark.parametrize('stop_at', [2, 3], ids=['epoch_boundary', 'mid_epoch'])
-def test_resumed_run_equals_uninterrupted(tmp_path, stop_at):
+def train_in_process(tmp_path, options, *args):
+    """``basicsr-snn-train -opt OPTIONS ARGS`` in this process (``main(argv)``), in ``tmp_path``; its experiment
+    folder and what it printed on stderr."""
+    result = run_main(TRAIN_SCRIPT, '-opt', write_options(tmp_path / f"{options['name']}.yml", options), *args,
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path / 'experiments' / options['name'], result.stderr
+
+
+def test_two_runs_in_one_process_each_train_save_and_validate_once(tmp_path):
+    data = write_paired_folder(tmp_path / 'data')
+    first = sr_model_options(data, 'first')
+    second = sr_model_options(data, 'second')
+    second['path']['strip_prefix_g'] = 'net.'  # names a key prefix, not a folder
+    for options in (first, second):
+        experiment, console = train_in_process(tmp_path, options)
+        [log] = experiment.glob('train_*.log')
+        text = log.read_text()
+        assert console.count('Start training from epoch') == 1 and console.count('# psnr') == 1  # one handler
+        assert (experiment / 'models' / 'net_g_latest.pth').is_file()
+        assert [int(i) for i in re.findall(r'iter:\s+(\d+), lr', text)] == [1, 2, 3, 4]
+        # validated once, at the last iteration (not again after the final save)
+        assert len(re.findall(r'# psnr: +\d+\.\d+', text)) == 1
+        assert text.count('Start training from epoch') == 1 and text.count('Saving models and training states') == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'experiments', 'first.yml', 'second.yml']
+
+
+@pytest.mark.parametrize('stop_at, augment', [(2, False), (3, False), (3, True)],
+                         ids=['epoch_boundary', 'mid_epoch', 'random_crops_and_flips'])
+def test_resumed_run_equals_uninterrupted(tmp_path, stop_at, augment):
     data = write_paired_folder(tmp_path / 'data', size=16)
 
     def options(name, total_iter):
         opt = sr_model_options(data, name, total_iter=total_iter, save_freq=1)
-        # whole-image crops, no flips: the data order is then the only randomness in training
-        opt['datasets']['train'].update(use_hflip=False, use_rot=False)
+        # without augmentation whole-image crops, no flips: the data order is then the only randomness
+        opt['datasets']['train'].update(use_hflip=augment, use_rot=augment, gt_size=8 if augment else 16)
         opt['val']['val_freq'] = 100
-        return write_options(tmp_path / f'{name}_{total_iter}.yml', opt)
+        return opt
 
-    run_entry_point(TRAIN_SCRIPT, options('whole', 6), cwd=tmp_path)
-    run_entry_point(TRAIN_SCRIPT, options('resumed', stop_at), cwd=tmp_path)
-    run_entry_point(TRAIN_SCRIPT, options('resumed', 6), '--auto_resume', cwd=tmp_path)
+    train_in_process(tmp_path, options('whole', 6))
+    train_in_process(tmp_path, options('resumed', stop_at))
+    train_in_process(tmp_path, options('resumed', 6), '--auto_resume')
 
     def weights(name):
         return torch.load(tmp_path / 'experiments' / name / 'models' / 'net_g_6.pth')['params']
 
     whole, resumed = weights('whole'), weights('resumed')
     for key in whole:
-        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=1e-6, msg=key)
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0, msg=key)

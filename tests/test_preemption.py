@@ -6,18 +6,18 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.registry import DATASET_REGISTRY
 
 from basicsr_snn.cli import STOPPED_EXIT_CODE, describe_error, help_text, user_errors_as_one_line
 from basicsr_snn.data.unreadable_samples import UNREADABLE_KEY, SkipUnreadableSamples, TooManyBadSamples
 from basicsr_snn.training_session import TrainingSession, TrainingStopped
 from basicsr_snn.utils.checkpoint import CheckpointWriteError, atomic_write_text
-from pipeline_utils import TRAIN_SCRIPT, read_train_log, write_options, write_paired_folder
-from python_processes import run_python, start_python
+from pipeline_utils import TRAIN_SCRIPT, read_train_log, run_main, write_options, write_paired_folder
 from snn_options import build_model, captured_log, in_process_options, training_options
 from test_pipeline import sr_model_options
 
@@ -41,7 +41,7 @@ def corrupt(path):
 
 
 def train(tmp_path, options_path, *args):
-    return run_python(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=ENV)
+    return run_main(TRAIN_SCRIPT, '-opt', options_path, *args, cwd=tmp_path, env=ENV)
 
 
 def train_until_signalled(tmp_path, options_path, experiment, signum=signal.SIGTERM, every_process=False,
@@ -49,13 +49,10 @@ def train_until_signalled(tmp_path, options_path, experiment, signum=signal.SIGT
     """Start train.py (under torchrun: 2 ranks) in a new session; after its first logged iteration, send
     ``signum`` to the process holding the experiment's lock (rank 0 under torchrun), or to every process
     of the run as Ctrl-C and SLURM do; return (exit code, output)."""
-    if under_torchrun:
-        process = subprocess.Popen([*TORCHRUN, str(TRAIN_SCRIPT), '-opt', str(options_path)], cwd=tmp_path, env=ENV,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        output = process.stdout
-    else:
-        process = start_python(TRAIN_SCRIPT, '-opt', options_path, cwd=tmp_path, env=ENV, new_session=True)
-        output = process.output_lines()
+    launcher = TORCHRUN if under_torchrun else [sys.executable]
+    process = subprocess.Popen([*launcher, str(TRAIN_SCRIPT), '-opt', str(options_path)], cwd=tmp_path, env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output = process.stdout
     lines = []
     try:
         for line in output:
@@ -191,26 +188,24 @@ def test_the_help_documents_the_exit_code():
 
 # a crash saves first -----------------------------------------------------------------------------------
 
-FAILING_RUN = textwrap.dedent('''
-    import os, sys
-    import basicsr_snn
-    from basicsr.data.paired_image_dataset import PairedImageDataset
-    from basicsr.utils.registry import DATASET_REGISTRY
+class FailingPairedDataset(PairedImageDataset):
+    """Raises at the n-th sample it gives (n: ``fail_at``; 0: never)."""
+    given, fail_at = 0, 0
 
-    @DATASET_REGISTRY.register()
-    class FailingPairedDataset(PairedImageDataset):
-        """Raises at the n-th sample it gives (n: $FAIL_AT_SAMPLE; 0: never)."""
-        given = 0
+    def __getitem__(self, index):
+        type(self).given += 1
+        if type(self).given == self.fail_at:
+            raise RuntimeError('a bug in the data pipeline')
+        return super().__getitem__(index)
 
-        def __getitem__(self, index):
-            type(self).given += 1
-            if type(self).given == int(os.environ['FAIL_AT_SAMPLE']):
-                raise RuntimeError('a bug in the data pipeline')
-            return super().__getitem__(index)
 
-    from basicsr_snn.cli import run_pipeline
-    sys.exit(run_pipeline('train'))
-''')
+if 'FailingPairedDataset' not in DATASET_REGISTRY:
+    DATASET_REGISTRY.register(FailingPairedDataset)
+
+
+def train_failing_at(tmp_path, options, fail_at, *args):
+    FailingPairedDataset.given, FailingPairedDataset.fail_at = 0, fail_at
+    return train(tmp_path, options, *args)
 
 
 def test_a_crash_saves_the_last_completed_iteration_and_auto_resume_continues(tmp_path):
@@ -218,16 +213,14 @@ def test_a_crash_saves_the_last_completed_iteration_and_auto_resume_continues(tm
     opt = deterministic_options(data, 'crashed', total_iter=6)
     opt['datasets']['train']['type'] = 'FailingPairedDataset'
     options = write_options(tmp_path / 'o.yml', opt)
-    script = tmp_path / 'failing_run.py'
-    script.write_text(FAILING_RUN)
     # batches of 2 (SRModel has no preflight): the 8th sample fails iteration 4, after 3 complete ones
-    crashed = run_python(script, '-opt', options, cwd=tmp_path, env=dict(ENV, FAIL_AT_SAMPLE='8'))
+    crashed = train_failing_at(tmp_path, options, 8)
     assert crashed.returncode != 0 and 'a bug in the data pipeline' in crashed.stderr
     experiment = tmp_path / 'experiments' / 'crashed'
     state = experiment / 'training_states' / '3.state'
     assert f'RuntimeError after iteration 3: saved its checkpoint {state}' in crashed.stderr
     assert torch.load(state, weights_only=False)['iter'] == 3
-    resumed = run_python(script, '-opt', options, '--auto_resume', cwd=tmp_path, env=dict(ENV, FAIL_AT_SAMPLE='0'))
+    resumed = train_failing_at(tmp_path, options, 0, '--auto_resume')
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert started_at(experiment) == 3
     assert (experiment / 'models' / 'net_g_latest.pth').is_file()
@@ -237,10 +230,7 @@ def test_a_bug_before_the_first_checkpoint_keeps_its_traceback_and_leaves_no_fol
     data = write_paired_folder(tmp_path / 'data', size=16)
     opt = deterministic_options(data, 'crashed_early', total_iter=6)
     opt['datasets']['train']['type'] = 'FailingPairedDataset'
-    script = tmp_path / 'failing_run.py'
-    script.write_text(FAILING_RUN)
-    crashed = run_python(script, '-opt', write_options(tmp_path / 'o.yml', opt), cwd=tmp_path,
-                         env=dict(ENV, FAIL_AT_SAMPLE='1'))
+    crashed = train_failing_at(tmp_path, write_options(tmp_path / 'o.yml', opt), 1)
     assert crashed.returncode == 1 and 'Traceback' in crashed.stderr and 'a bug in the data pipeline' in crashed.stderr
     experiment = tmp_path / 'experiments' / 'crashed_early'
     assert f'basicsr-snn-train: removed {experiment} (nothing was saved there)' in crashed.stderr

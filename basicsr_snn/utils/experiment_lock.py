@@ -1,7 +1,7 @@
 """One writer per folder: an OS lock (``fcntl.flock``) on a lock file that names its holder.
 
 Training: ``experiments/<name>/.lock``. Rank 0 takes it before it writes anything (when it
-resumes) or right after BasicSR has created the folder (a fresh run), and releases it on exit.
+resumes) or right after the pipeline has created the folder (a fresh run), and releases it when the run ends.
 A second run on the same experiment stops at once while the first one holds it. The operating
 system drops the lock when its holder ends, however it ends (SIGKILL, a crash), so a lock is never
 stale; the pid and host in the file only name the holder in the message (a file naming a process

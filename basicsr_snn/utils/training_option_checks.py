@@ -3,7 +3,7 @@
 BasicSR passes option values on unchecked: a learning rate that is a string fails deep inside torch's
 optimizer after the experiment folder exists, and ``total_iter: -5`` trains nothing and saves an
 untrained network. :func:`check_training_options` refuses such values with the key; the entry points
-call it right after the options are parsed (:mod:`basicsr_snn._compat`).
+call it right after the options are parsed (:func:`basicsr_snn.pipeline.parse_run_options`).
 
 PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: ``2e-3`` and ``1e5`` are
 read as strings. :func:`read_exponent_numbers` reads them as the numbers their author meant.
