@@ -30,3 +30,17 @@ def neuron_backend_as_configured(monkeypatch):
     """Lift the override above: every network runs the backend its options ask for (fused where it pays)."""
     from basicsr_snn.archs.fused_neuron import BACKEND_ENV_VAR
     monkeypatch.delenv(BACKEND_ENV_VAR, raising=False)
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    """A paired gray training folder of 4 images of 24x24, shared by a module's tests."""
+    from pipeline_utils import write_paired_folder
+    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
+
+
+@pytest.fixture(scope='module')
+def teacher_path(tmp_path_factory):
+    """A checkpoint of the small test teacher (``snn_options.TEACHER``), shared by a module's tests."""
+    from snn_options import write_teacher_checkpoint
+    return write_teacher_checkpoint(tmp_path_factory.mktemp('teacher') / 'teacher.pth')

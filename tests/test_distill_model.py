@@ -9,21 +9,11 @@ import torch
 from basicsr_snn import pipeline
 from neuron_probe import neuron_kernels
 from pipeline_utils import (assert_ranks_hold_equal_weights, read_train_log, run_entry_point, write_options,
-                            write_paired_folder, write_rank_recording_script)
+                            write_rank_recording_script)
 from snn_options import (STUDENT, TEACHER, build_model, captured_log, in_process_options, training_batch,
                          training_options, validation_loader, write_teacher_checkpoint)
 
 LOSS_KEYS = {'l_pix', 'l_fft', 'distill_weight', 'l_hint_dec1', 'l_hint_dec2', 'firing_rate'}
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
-
-
-@pytest.fixture(scope='module')
-def teacher_path(tmp_path_factory):
-    return write_teacher_checkpoint(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
 
 
 def distill_options(root, data_root, teacher_path, name='distill', **train):

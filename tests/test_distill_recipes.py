@@ -9,13 +9,7 @@ import basicsr_snn  # noqa: F401  (registers the plugin)
 from basicsr.losses import build_loss
 from basicsr_snn.distill import DistillOptions, HintComparison, standardize_channels
 from basicsr_snn.utils.checkpoint import load_weights
-from pipeline_utils import write_paired_folder
 from snn_options import STUDENT, build_model, captured_log, in_process_options, training_options
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
 
 
 def affine_per_channel(feature, generator):

@@ -6,7 +6,6 @@ from torch import nn
 
 from basicsr_snn.analysis import FiringRateMonitor
 from basicsr_snn.losses.firing_rate_loss import FiringRateLoss
-from pipeline_utils import write_paired_folder
 from snn_options import build_model, in_process_options, training_batch, training_options
 
 
@@ -59,11 +58,6 @@ def test_monitor_without_graph_still_detaches():
     with FiringRateMonitor(net) as monitor:
         net(torch.rand(1, 1, 8, 8))
     assert not monitor.mean_rate_tensor().requires_grad
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
 
 
 def test_snn_model_logs_l_rate_from_the_training_forward(tmp_path, data_root):

@@ -16,7 +16,6 @@ import torch.multiprocessing as mp
 
 from basicsr_snn.data.unreadable_samples import UNREADABLE_KEY
 from basicsr_snn.training_session import TrainingSession
-from pipeline_utils import write_paired_folder
 from snn_options import build_model, in_process_options, training_batch, training_options, write_teacher_checkpoint
 
 READS = {'item', 'tolist', 'cpu', 'numpy', '__float__', '__int__', '__bool__', '__index__'}
@@ -42,11 +41,6 @@ def optimizer_step_counters(model):
     """Adam's step counters, which torch keeps on the CPU (unless ``capturable``/``fused``) even for a CUDA
     network, so reading them is no device sync."""
     return [state['step'] for optimizer in model.optimizers for state in optimizer.state.values() if 'step' in state]
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
 
 
 def iteration_reads(tmp_path, data_root, model_type='SNNModel', iterations=3, **train):

@@ -20,11 +20,6 @@ from pipeline_utils import (REPO_ROOT, TRAIN_SCRIPT, hold_lock, load_script, run
 from snn_options import build_model, captured_log, in_process_options, training_options, write_teacher_checkpoint
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
-
-
 def snn_model(tmp_path, data_root, **train):
     return build_model(in_process_options(tmp_path, training_options(tmp_path, data_root, 'guarded', **train)))
 

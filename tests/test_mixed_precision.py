@@ -7,19 +7,7 @@ import torch
 
 from basicsr_snn.models.mixed_precision import MixedPrecision
 from basicsr_snn.models.training_guard import TrainingDiverged
-from pipeline_utils import write_paired_folder
-from snn_options import build_model, captured_log, in_process_options, training_batch, training_options, \
-    write_teacher_checkpoint
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
-
-
-@pytest.fixture(scope='module')
-def teacher_path(tmp_path_factory):
-    return write_teacher_checkpoint(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
+from snn_options import build_model, captured_log, in_process_options, training_batch, training_options
 
 
 def model_with(tmp_path, data_root, model_type='SNNModel', teacher_path=None, val_amp=None, **train):

@@ -6,19 +6,7 @@ import pytest
 import torch
 
 from basicsr_snn.archs.quantization import trained_weight, weight_bits_of
-from pipeline_utils import write_paired_folder
-from snn_options import (build_model, in_process_options, training_batch, training_options,
-                         write_teacher_checkpoint)
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
-
-
-@pytest.fixture(scope='module')
-def teacher_path(tmp_path_factory):
-    return write_teacher_checkpoint(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
+from snn_options import build_model, in_process_options, training_batch, training_options
 
 
 def options_with(tmp_path, data_root, teacher_path, model_type, name='quantized', pretrained=None, **network):

@@ -7,7 +7,6 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
-from pipeline_utils import write_paired_folder
 from snn_options import (build_model, captured_log, in_process_options, training_batch, training_options,
                          validation_loader)
 
@@ -43,11 +42,6 @@ def register_toy_arch():
     if 'StatefulToyNet' not in ARCH_REGISTRY:
         ARCH_REGISTRY.register()(StatefulToyNet)
     return {'type': 'StatefulToyNet'}
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return write_paired_folder(tmp_path_factory.mktemp('data'), count=4, size=24)
 
 
 def snn_options(tmp_path, data_root, **train):
