@@ -1,4 +1,5 @@
 """Runs that lose no work: the loss guard, atomic checkpoints, resume fallback, one writer per experiment."""
+import contextlib
 import math
 import os
 import re
@@ -186,13 +187,23 @@ def test_a_huge_learning_rate_leaves_no_checkpoint_of_broken_weights_and_the_adv
     assert all(torch.isfinite(value).all() for value in params.values())
 
 
-def test_no_checkpoint_while_steps_are_skipped_and_the_stop_names_the_last_healthy_one(tmp_path, data_root):
-    from basicsr_snn.training_session import TrainingSession, TrainingStopped
-    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'skipping'))
+@contextlib.contextmanager
+def session_after_one_step(tmp_path, data_root, name):
+    """A training session of experiment ``name`` that has completed iteration 1 (nothing saved yet)."""
+    from basicsr_snn.training_session import TrainingSession
+    options = in_process_options(tmp_path, training_options(tmp_path, data_root, name))
     session = TrainingSession(build_model(options), options, iterations_per_epoch=2)
     try:
         session.feed_data(batch())
         session.optimize_parameters(1)
+        yield session
+    finally:
+        session.close()
+
+
+def test_no_checkpoint_while_steps_are_skipped_and_the_stop_names_the_last_healthy_one(tmp_path, data_root):
+    from basicsr_snn.training_session import TrainingStopped
+    with session_after_one_step(tmp_path, data_root, 'skipping') as session:
         session.save(0, 1)
         session.feed_data(batch(float('nan')))
         session.optimize_parameters(2)
@@ -207,17 +218,10 @@ def test_no_checkpoint_while_steps_are_skipped_and_the_stop_names_the_last_healt
             session.feed_data(batch())
         assert messages[-1] == f'Stopped by SIGTERM: iteration 2 not saved; {healthy} (exit code 75).'
         assert sorted(p.name for p in states.iterdir()) == ['1.state']
-    finally:
-        session.close()
 
 
 def test_weights_whose_output_is_not_finite_are_not_saved(tmp_path, data_root):
-    from basicsr_snn.training_session import TrainingSession
-    options = in_process_options(tmp_path, training_options(tmp_path, data_root, 'blown_up'))
-    session = TrainingSession(build_model(options), options, iterations_per_epoch=2)
-    try:
-        session.feed_data(batch())
-        session.optimize_parameters(1)
+    with session_after_one_step(tmp_path, data_root, 'blown_up') as session:
         assert session.unhealthy() is None
         with torch.no_grad():
             for parameter in session.model.net_g.parameters():
@@ -226,8 +230,6 @@ def test_weights_whose_output_is_not_finite_are_not_saved(tmp_path, data_root):
         assert session.unhealthy() == 'the output of net_g on the last batch is not finite'
         session.save(0, 1)
         assert not list((tmp_path / 'experiments' / 'blown_up' / 'models').iterdir())
-    finally:
-        session.close()
 
 
 def test_auto_resume_refuses_a_checkpoint_whose_output_is_not_finite_in_one_line(tmp_path, data_root):
