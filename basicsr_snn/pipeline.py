@@ -124,9 +124,9 @@ def _train(opt, resume_state, build_model, logger):
         prefetcher = make_prefetcher(opt, train_loader, logger)
         logger.info(f'Start training from epoch: {start_epoch}, iter: {start_iter}')
         resumed_random = session.resumed_random_state() if resume_state else None
-        current_iter, validated = train_loop(opt, session, train_sampler, prefetcher, val_loaders, msg_logger,
-                                             tb_logger, (start_epoch, start_iter, total_iters),
-                                             (resumed_random, batches_done))
+        epochs = sampler_epochs(train_sampler, prefetcher, start_epoch, resumed_random, batches_done)
+        current_iter, validated = train_loop(opt, session, epochs, (start_iter, total_iters), msg_logger,
+                                             lambda iteration: validate(opt, session, val_loaders, iteration, tb_logger))
         logger.info('Save the latest model.')
         session.save(epoch=-1, current_iter=-1)
         if opt.get('val') is not None and not validated:
@@ -140,32 +140,22 @@ def _train(opt, resume_state, build_model, logger):
             tb_logger.close()
 
 
-def train_loop(opt, model, sampler, prefetcher, val_loaders, msg_logger, tb_logger, span, resume_random=(None, 0)):
-    """BasicSR's loop over ``span`` = (start epoch, start iteration, total iterations): per iteration the lr update, the step, the log, the
-    scheduled save and validation. Returns the last iteration and whether it was validated.
-
-    ``resume_random``: (the random state of iteration ``start_iter``, batches of its epoch done). It is restored
-    where the uninterrupted run held it: before the epoch's loader iterator draws its seed at an epoch's start,
-    after it mid-epoch (the uninterrupted run drew that seed at the epoch's start)."""
-    logger = get_root_logger()
-    random_of_start, batches_done = resume_random
+def train_loop(opt, model, epochs, span, msg_logger, validate_at):
+    """BasicSR's loop from iteration ``span[0]`` to ``span[1]`` over ``epochs``, (epoch, batches) pairs: per
+    iteration the lr update, the step, ``msg_logger`` (BasicSR's ``MessageLogger`` or anything called like it) every
+    ``logger.print_freq``, ``model.save`` every ``logger.save_checkpoint_freq`` and ``validate_at(iteration)`` every
+    ``val.val_freq`` (never without ``val``). The training run (:func:`train`), the gap study and the Pareto sweep
+    (:mod:`basicsr_snn.benchmarks`) all train through it. Returns the last iteration and whether it was validated."""
     data_timer, iter_timer = AvgTimer(), AvgTimer()
     start_time = time.time()
-    epoch, current_iter, total_iters = span
+    current_iter, total_iters = span
+    print_freq, save_freq = opt['logger']['print_freq'], opt['logger']['save_checkpoint_freq']
+    val_freq = opt['val']['val_freq'] if opt.get('val') is not None else None
     validated = False
-    while current_iter < total_iters:
-        sampler.set_epoch(epoch)
-        if random_of_start is not None and batches_done == 0:
-            random_state.restore(random_of_start)
-        prefetcher.reset()
-        if random_of_start is not None and batches_done:
-            random_state.restore(random_of_start)
-        random_of_start = None
-        train_data = prefetcher.next()
-        if train_data is None:
-            raise ValueError(f"datasets.train: epoch {epoch} gives no batch (check dataset_enlarge_ratio, "
-                             'batch_size_per_gpu and the number of images)')
-        while train_data is not None and current_iter < total_iters:
+    for epoch, batches in epochs:
+        if current_iter >= total_iters:
+            break
+        for train_data in batches:
             data_timer.record()
             current_iter += 1
             model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
@@ -174,23 +164,98 @@ def train_loop(opt, model, sampler, prefetcher, val_loaders, msg_logger, tb_logg
             iter_timer.record()
             if current_iter == 1:
                 msg_logger.reset_start_time()
-            if current_iter % opt['logger']['print_freq'] == 0:
+            if current_iter % print_freq == 0:
                 msg_logger({'epoch': epoch, 'iter': current_iter, 'lrs': model.get_current_learning_rate(),
                             'time': iter_timer.get_avg_time(), 'data_time': data_timer.get_avg_time(),
                             **model.get_current_log()})
-            if current_iter % opt['logger']['save_checkpoint_freq'] == 0:
-                logger.info('Saving models and training states.')
+            if current_iter % save_freq == 0:
+                get_root_logger().info('Saving models and training states.')
                 model.save(epoch, current_iter)
-            validated = opt.get('val') is not None and current_iter % opt['val']['val_freq'] == 0
+            validated = val_freq is not None and current_iter % val_freq == 0
             if validated:
-                validate(opt, model, val_loaders, current_iter, tb_logger)
+                validate_at(current_iter)
+            if current_iter >= total_iters:
+                break
             data_timer.start()
             iter_timer.start()
-            train_data = prefetcher.next()
-        epoch += 1
     consumed = str(datetime.timedelta(seconds=int(time.time() - start_time)))
-    logger.info(f'End of training. Time consumed: {consumed}')
+    get_root_logger().info(f'End of training. Time consumed: {consumed}')
     return current_iter, validated
+
+
+def sampler_epochs(sampler, prefetcher, start_epoch, random_of_start=None, batches_done=0):
+    """The epochs of the training run's loader from ``start_epoch`` on, as (epoch, batches) pairs.
+
+    Resumed, the random state of the resumed iteration (``random_of_start``, with ``batches_done`` batches of its
+    epoch done) is restored where the uninterrupted run held it: before the epoch's loader iterator draws its seed
+    at an epoch's start, after it mid-epoch (the uninterrupted run drew that seed at the epoch's start)."""
+    for epoch in itertools.count(start_epoch):
+        sampler.set_epoch(epoch)
+        if random_of_start is not None and batches_done == 0:
+            random_state.restore(random_of_start)
+        prefetcher.reset()
+        if random_of_start is not None and batches_done:
+            random_state.restore(random_of_start)
+        random_of_start = None
+        first = prefetcher.next()
+        if first is None:
+            raise ValueError(f"datasets.train: epoch {epoch} gives no batch (check dataset_enlarge_ratio, "
+                             'batch_size_per_gpu and the number of images)')
+        yield epoch, itertools.chain([first], iter(prefetcher.next, None))
+
+
+def train_in_process(opt, batches, msg_logger, validate_at, log=print, build_model=build_basicsr_model):
+    """Train ``opt``'s model on ``batches`` as the benchmarks do, with the training run's loop (:func:`train_loop`),
+    session and checkpoints: BasicSR's ``models/`` and ``training_states/`` of ``path.experiments_root``, saved
+    every ``logger.save_checkpoint_freq`` and on a stop signal or a crash; a rerun resumes from the newest complete
+    one with the batches an uninterrupted run would have seen.
+
+    Args:
+        opt (dict): Options of :func:`basicsr_snn.utils.run_options.in_process_options`.
+        batches (SeededBatches): The training batches (:class:`basicsr_snn.benchmarks.protocol.SeededBatches`).
+        msg_logger: Called as BasicSR's ``MessageLogger`` every ``logger.print_freq`` iterations.
+        validate_at: ``validate_at(model, iteration)`` every ``val.val_freq`` iterations, at the last one, and at the
+            resumed one (a stop may have come before it finished), under the training's random state.
+        log: Called with the resume message.
+        build_model: Builds the model from ``opt`` (BasicSR's registry).
+
+    Returns:
+        The trained model.
+    """
+    total = len(batches)
+    for folder in ('models', 'training_states'):
+        os.makedirs(opt['path'][folder], exist_ok=True)
+    resume_state = load_resume_state(opt)
+    set_random_seed(opt['manual_seed'])
+    model = build_model(opt)
+    session = TrainingSession(model, opt, total)
+    val_freq = (opt.get('val') or {}).get('val_freq')
+
+    def validate_now(iteration):
+        with random_state.preserved():
+            validate_at(model, iteration)
+
+    try:
+        start = 0
+        if resume_state:
+            session.resume_training(resume_state)
+            start = resume_state['iter']
+            log(f'[{opt["name"]}] resuming at iteration {start}/{total}')
+            random_of_start = session.resumed_random_state()
+            if random_of_start is not None:
+                random_state.restore(random_of_start)
+            if val_freq and start % val_freq == 0:
+                validate_now(start)
+        _, validated = train_loop(opt, session, [(0, batches.iterate(start))], (start, total), msg_logger,
+                                  validate_now)
+        if val_freq and not validated:
+            validate_now(total)
+    except Exception as error:
+        session.after_crash(error)
+        raise
+    finally:
+        session.close()
+    return model
 
 
 def validate(opt, model, val_loaders, current_iter, tb_logger):

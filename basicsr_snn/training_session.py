@@ -125,7 +125,7 @@ class TrainingSession:
         self.resumed_weights_checked = True  # a fresh run has no resumed weights
         self.saved_iter = None
         self.unreadable = {}  # file -> reason, in the order met
-        self.max_bad_samples = (opt['datasets'].get('train') or {}).get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES)
+        self.max_bad_samples = ((opt.get('datasets') or {}).get('train') or {}).get('max_bad_samples', DEFAULT_MAX_BAD_SAMPLES)
         self.signals = StopSignals()
         self.signals.install()
         self._unagreed_unreadable = []  # met in the last batch, agreed on by the step of the model

@@ -59,9 +59,9 @@ def write_comparisons(out=Path('results/demo_comparison')):
     PSNR against the clean image) on the image; returns their paths."""
     import yaml
     from basicsr.data import build_dataset
-    from basicsr.metrics import calculate_psnr
     from basicsr.utils import tensor2img
 
+    from basicsr_snn.evaluation import WHOLE_IMAGE_METRICS, score_image
     from basicsr_snn.utils.comparison_strip import comparison_strip
 
     dataset_opt = dict(yaml.safe_load((DEMO_OPTIONS / 'test_student_demo.yml').read_text())['datasets']['test_1'],
@@ -69,6 +69,7 @@ def write_comparisons(out=Path('results/demo_comparison')):
     dataset = build_dataset(dataset_opt)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    psnr_only = {'psnr': WHOLE_IMAGE_METRICS['psnr']}
     for index in range(len(dataset)):
         sample = dataset[index]
         name = Path(sample['gt_path']).stem
@@ -79,7 +80,7 @@ def write_comparisons(out=Path('results/demo_comparison')):
         noisy, clean = tensor2img(sample['lq']).squeeze(), tensor2img(sample['gt']).squeeze()
 
         def named(label, image):
-            return f'{label} {calculate_psnr(image, clean, crop_border=0):.2f} dB', image
+            return f'{label} {score_image(image, clean, psnr_only)["psnr"]:.2f} dB', image
 
         strip = comparison_strip([named('noisy', noisy), named('teacher', teacher), named('student', student),
                                   ('clean', clean)])

@@ -107,7 +107,8 @@ def test_bench_distill_quick_runs_every_arm_and_a_rerun_skips_them(tmp_path):
         for set_name, score in result['final'].items():
             assert score['images'] == 2 and 5 < score['psnr'] < 60 and 0 < score['ssim'] <= 1
         assert row['energy']['energy_uj'] > 0 and math.isfinite(row['wall_minutes'])
-        assert (out / name / 'net_g.pth').is_file() and not (out / name / 'progress.pth').exists()
+        assert (out / name / 'net_g.pth').is_file() and not (out / name / 'progress.json').exists()
+        assert not (out / name / 'models').exists() and not (out / name / 'training_states').exists()
     set_name = next(iter(rows['teacher']['final']))
     hkd = rows['membrane.hkd.s0']['sets'][set_name]
     scratch = [rows[f'membrane.scratch.s{seed}']['final'][set_name]['psnr'] for seed in (0, 1)]
@@ -173,8 +174,10 @@ def test_an_interrupted_arm_resumes_to_the_uninterrupted_result(tmp_path):
     with pytest.raises(Interrupt):
         interrupted.run(['membrane.scratch.s0'])
     arm_dir = tmp_path / 'b' / 'membrane.scratch.s0'
-    assert (arm_dir / 'progress.pth').is_file() and not (arm_dir / 'result.json').exists()
-    assert not (arm_dir / 'lock').exists()
+    # the training run's checkpoints, BasicSR's names
+    assert (arm_dir / 'training_states' / '2.state').is_file() and (arm_dir / 'models' / 'net_g_2.pth').is_file()
+    assert not (arm_dir / 'result.json').exists()
+    assert not (arm_dir / '.lock').exists()
     messages = []
     interrupted.log = messages.append
     interrupted.run(['membrane.scratch.s0'])
@@ -190,7 +193,7 @@ def test_an_interrupted_arm_resumes_to_the_uninterrupted_result(tmp_path):
 
 def test_an_arm_held_by_a_live_process_is_skipped_and_a_killed_holder_s_lock_taken_over(tmp_path):
     study = quick_study(tmp_path / 's', iters=2)
-    lock = tmp_path / 's' / 'membrane.twin.s0' / 'lock'
+    lock = tmp_path / 's' / 'membrane.twin.s0' / '.lock'
     holder = hold_lock(lock, tmp_path)
     try:
         messages = []

@@ -28,7 +28,7 @@ def test_quick_sweep_writes_every_point_with_psnr_and_both_energies(tmp_path):
     assert results['rate1+vth0.3']['network']['v_threshold'] == 0.3
     multi_level = results['T2+D4']['network']
     assert (multi_level['neuron'], multi_level['spike_levels'], multi_level['T']) == ('ilif', 4, 2)
-    assert 'l_rate' in results['rate1+vth0.3']['losses'][-1] and 'l_rate' not in results['base']['losses'][-1]
+    assert 'l_rate' in results['rate1+vth0.3']['losses'] and 'l_rate' not in results['base']['losses']
     for measure, front in summary['fronts'].items():
         assert front and set(front) <= set(summary['points'])
     assert summary['target']['compute_limit_pj'] == pytest.approx(

@@ -23,20 +23,18 @@ neuron, ``neuron: ilif``, with that many spikes per step: a binary student switc
 """
 import json
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from basicsr.models import build_model
-from basicsr.utils import set_random_seed
 
 from basicsr_snn.analysis import ENERGY_MEASURES, energy_measures
 from basicsr_snn.benchmarks.arms import Arm
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model
-from basicsr_snn.benchmarks.study import CHECKPOINT, Study, keep_settings
+from basicsr_snn.benchmarks.study import CHECKPOINT, PROGRESS, RunRecord, Study, keep_settings, remove_checkpoints
 from basicsr_snn.benchmarks.study_report import arm_energy, energy_image, network_energy
+from basicsr_snn.pipeline import train_in_process
 from basicsr_snn.utils.checkpoint import atomic_save, atomic_write_text
 from basicsr_snn.utils.run_options import in_process_options
 
@@ -139,8 +137,10 @@ class ParetoSweep:
         """The BasicSR option dict that fine-tunes ``variant`` from the base student."""
         protocol, settings = self.study.protocol, self.settings
         base = self.study.result(self.base_arm)
+        log_every = min(100, settings.iters)
         opt = in_process_options(self.study.scratch_opt, variant.name, self.out / variant.name, settings.iters,
-                                 settings.seed, protocol.device, settings.lr, protocol.lr_floor)
+                                 settings.seed, protocol.device, settings.lr, protocol.lr_floor, print_freq=log_every,
+                                 save_every=log_every)
         opt['network_g'] = variant.network(base['network'])
         # another T reshapes the temporal attention: those weights restart, the rest loads
         opt['path'].update(pretrain_network_g=str(self.study.arm_dir(self.base_arm) / CHECKPOINT), strict_load_g=False)
@@ -151,33 +151,27 @@ class ParetoSweep:
     def _fine_tune_and_measure(self, variant):
         train_set, _, final_loaders = self.study.data()
         opt = self.options(variant)
-        set_random_seed(opt['manual_seed'])
-        model = build_model(opt)
         network = opt['network_g']
         levels = f', {network["spike_levels"]} spikes per step' if network.get('neuron') == 'ilif' else ''
         self.log(f'[{variant.name}] fine-tuning {self.settings.iters} iterations ({network["T"]} steps{levels}, '
                  f'threshold {network["v_threshold"]}, rate weight {variant.rate_weight})')
-        tic = time.time()
-        losses = []
+        run_dir = self.out / variant.name
+        record = RunRecord.load(run_dir / PROGRESS)
         batches = SeededBatches(train_set, self.study.protocol.batch, self.settings.iters, self.settings.seed)
-        for iteration, batch in enumerate(batches, 1):
-            model.update_learning_rate(iteration, warmup_iter=-1)
-            model.feed_data(batch)
-            model.optimize_parameters(iteration)
-            if iteration % opt['logger']['print_freq'] == 0 or iteration == self.settings.iters:
-                losses.append({'iter': iteration, **{key: float(value) for key, value in model.log_dict.items()}})
-        train_seconds = time.time() - tic
+        model = train_in_process(opt, batches, record, validate_at=None, log=self.log)
+        record.train_seconds += record.lap()
         scores = {name: evaluate_model(model, loader) for name, loader in final_loaders.items()}
         network = model.get_bare_model(model.net_g)
         energy = network_energy(network, energy_image(self.study), spiking=True)
-        atomic_save({'params': network.state_dict()}, self.out / variant.name / CHECKPOINT)
+        atomic_save({'params': network.state_dict()}, run_dir / CHECKPOINT)
         result = {'variant': asdict(variant), 'network': opt['network_g'], 'rate_opt': opt['train'].get('rate_opt'),
-                  'final': scores, 'energy': energy, 'losses': losses, 'train_seconds': train_seconds,
+                  'final': scores, 'energy': energy, 'losses': record.losses, 'train_seconds': record.train_seconds,
                   'torch_threads': torch.get_num_threads()}
-        atomic_write_text(json.dumps(result, indent=1), self.out / variant.name / RESULT)
+        atomic_write_text(json.dumps(result, indent=1), run_dir / RESULT)
+        remove_checkpoints(run_dir)
         self.log(f'[{variant.name}] ' + ', '.join(f'{name} {s["psnr"]:.2f} dB' for name, s in scores.items())
                  + f'; compute {energy["energy_uj"]:.1f} µJ, firing rate {energy["mean_firing_rate"]:.3f} '
-                   f'({train_seconds:.0f} s)')
+                   f'({record.train_seconds:.0f} s)')
 
     def summary(self) -> dict:
         """Every finished variant and the reference networks, with the Pareto fronts and the target check."""

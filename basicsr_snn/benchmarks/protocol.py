@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr.utils import tensor2img
 from torch.utils.data import DataLoader
+
+from basicsr_snn.evaluation import WHOLE_IMAGE_METRICS, evaluate, restore_with
 
 
 class _PrivateRandomState:
@@ -94,26 +94,12 @@ def evenly_spaced(count: int, limit: int) -> list[int]:
 
 
 def evaluate_model(model, loader: DataLoader) -> dict:
-    """Mean PSNR and SSIM (dB / [0, 1], on 8-bit images, no border crop) of ``model.test()``.
-
-    Args:
-        model (BaseModel): A BasicSR model with ``feed_data``, ``test`` and ``get_current_visuals``.
-        loader (DataLoader): Batch size 1; items with 'lq' and 'gt'.
-
-    Returns:
-        dict: ``{'psnr': float, 'ssim': float, 'images': int}``.
-    """
-    psnrs, ssims = [], []
-    for data in loader:
-        model.feed_data(data)
-        model.test()
-        visuals = model.get_current_visuals()
-        restored, clean = tensor2img([visuals['result']]), tensor2img([visuals['gt']])
-        psnrs.append(calculate_psnr(restored, clean, crop_border=0))
-        ssims.append(calculate_ssim(restored, clean, crop_border=0))
-    if not psnrs:
+    """``{'psnr': dB, 'ssim': [0, 1], 'images': int}`` of ``model.test()`` on ``loader`` (batch size 1), scored by
+    :func:`basicsr_snn.evaluation.evaluate` on the whole 8-bit image."""
+    result = evaluate(restore_with(model), loader, WHOLE_IMAGE_METRICS)
+    if not result.images:
         raise ValueError('evaluate_model: the validation loader gave no image')
-    return {'psnr': float(np.mean(psnrs)), 'ssim': float(np.mean(ssims)), 'images': len(psnrs)}
+    return {**result.means, 'images': result.images}
 
 
 def iterations_to_reach(iterations: list[int], values: list[float], target: float) -> int | None:

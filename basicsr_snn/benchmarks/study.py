@@ -5,37 +5,43 @@ Layout of ``out``::
     out/protocol.json            the protocol every arm of this folder shares (checked on rerun)
     out/<arm>/result.json        a finished arm: curves, losses, final scores, timing
     out/<arm>/net_g.pth          its trained network (BasicSR checkpoint, key ``params``)
-    out/<arm>/progress.pth       an unfinished arm's last state (weights, optimizer, scheduler,
-                                 curve): a rerun continues from it with the same batches
-    out/<arm>/lock               the OS lock of the process training it, naming its pid and host (two
+    out/<arm>/models/, training_states/
+                                 an unfinished arm's checkpoints, those of a training run (it trains through
+                                 the run's loop, :func:`basicsr_snn.pipeline.train_in_process`): a rerun
+                                 continues from the newest with the same batches; SIGTERM saves and stops
+    out/<arm>/progress.json      an unfinished arm's curve, losses and timing so far
+    out/<arm>/.lock              the OS lock of the process training it, naming its pid and host (two
                                  processes can share a study: each takes the arms no process holds)
 
 An arm's dependencies (the teacher, a twin) are trained first when missing; a dependency held by
 another live process is waited for.
 """
 import json
-from collections.abc import Callable, Iterable
 import os
+import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import yaml
 from basicsr.data import build_dataset
-from basicsr.models import build_model
-from basicsr.utils import set_random_seed
 from torch.utils.data import DataLoader, Subset
 
 from basicsr_snn.benchmarks.arms import LEVELS, RECIPES, TEACHERS, Arm, student_network
 from basicsr_snn.benchmarks.protocol import SeededBatches, evaluate_model, evenly_spaced
 from basicsr_snn.data.demo_data import make_demo_dataset
 from basicsr_snn.data.paths import shared_datasets_root
+from basicsr_snn.pipeline import train_in_process
 from basicsr_snn.utils import experiment_lock
 from basicsr_snn.utils.checkpoint import atomic_save, atomic_write_text
+from basicsr_snn.utils.run_options import in_process_options
 
 OPTIONS_DIR = Path(__file__).resolve().parents[2] / 'options'
-RESULT, CHECKPOINT, PROGRESS, LOCK = 'result.json', 'net_g.pth', 'progress.pth', 'lock'
+RESULT, CHECKPOINT, PROGRESS = 'result.json', 'net_g.pth', 'progress.json'
+#: the keys of a message logger's values that are not losses
+MESSAGE_KEYS = ('epoch', 'iter', 'lrs', 'time', 'data_time')
 MULTI_STEP_ARCHS = ('SpikerIR', 'SpikerIRReLU')
 #: the tiny budget of ``--quick`` runs (tests, a first look)
 QUICK = dict(iters=4, teacher_iters=4, batch=2, crop=32, val_every=2, val_images=2, final_images=2)
@@ -168,7 +174,7 @@ class Study:
             if not self._ensure(dependency, wait_if_held=True):
                 self.log(f'[{arm.name}] skipped: its dependency {dependency.name} is not finished')
                 return False
-        lock = self.arm_dir(arm) / LOCK
+        lock = self.arm_dir(arm) / experiment_lock.LOCK_NAME
         while True:
             holder = experiment_lock.take(lock)
             if holder is None:
@@ -189,20 +195,20 @@ class Study:
     # one arm ---------------------------------------------------------------------------------
     def options(self, arm: Arm) -> dict:
         """The BasicSR option dict that trains ``arm``."""
-        from basicsr_snn.utils.run_options import in_process_options
         protocol = self.protocol
         run_dir = self.arm_dir(arm)
+        schedule = dict(save_every=protocol.val_every, val_every=protocol.val_every)
         if arm.is_teacher:
             network = TEACHERS[protocol.teacher]['network']
             base = self.teacher_opt if network['type'] == 'Restormer' else self.scratch_opt
             opt = in_process_options(base, arm.name, run_dir, protocol.teacher_iters, 0, protocol.device,
-                                     protocol.teacher_lr, protocol.lr_floor)
+                                     protocol.teacher_lr, protocol.lr_floor, **schedule)
             opt['network_g'] = dict(network)
             return opt
         recipe = RECIPES[arm.recipe]
         base = self.distill_opt if recipe.distill else self.scratch_opt
         opt = in_process_options(base, arm.name, run_dir, protocol.iters, arm.seed, protocol.device, protocol.lr,
-                                 protocol.lr_floor)
+                                 protocol.lr_floor, **schedule)
         opt['network_g'] = student_network(self.scratch_opt['network_g'], arm)
         if recipe.init_from_twin:
             opt['path'].update(pretrain_network_g=str(self.arm_dir(arm.twin) / CHECKPOINT), strict_load_g=False)
@@ -223,32 +229,24 @@ class Study:
         train_set, curve_loaders, final_loaders = self.data()
         opt = self.options(arm)
         total = opt['train']['total_iter']
-        set_random_seed(opt['manual_seed'])
-        model = build_model(opt)
         batches = SeededBatches(train_set, protocol.batch, total, seed=opt['manual_seed'])
-        progress = _Progress.load(self.arm_dir(arm) / PROGRESS, model) or _Progress(curve_loaders)
-        if progress.iteration:
-            self.log(f'[{arm.name}] resuming at iteration {progress.iteration}/{total}')
+        record = RunRecord.load(self.arm_dir(arm) / PROGRESS, curves=curve_loaders)
+
+        def validate_at(model, iteration):
+            if iteration in record.curve['iters']:
+                return
+            record.train_seconds += record.lap()
+            scores = {name: evaluate_model(model, loader) for name, loader in curve_loaders.items()}
+            record.add_scores(iteration, scores, model.get_current_learning_rate()[0])
+            record.eval_seconds += record.lap()
+            record.save(self.arm_dir(arm) / PROGRESS)
+            self.log(f'[{arm.name}] iter {iteration}/{total}: ' +
+                     ', '.join(f'{name} {score["psnr"]:.2f} dB' for name, score in scores.items()) +
+                     f' ({record.train_seconds / iteration:.3f} s/iter)')
+
         self.log(f'[{arm.name}] training {total} iterations ({describe(arm)})')
-        tic = time.time()
-        for iteration, batch in enumerate(batches.iterate(progress.iteration), progress.iteration + 1):
-            model.update_learning_rate(iteration, warmup_iter=-1)
-            model.feed_data(batch)
-            model.optimize_parameters(iteration)
-            progress.record_losses(iteration, model)
-            if iteration % protocol.val_every == 0 or iteration == total:
-                progress.train_seconds += time.time() - tic
-                tic = time.time()
-                scores = {name: evaluate_model(model, loader) for name, loader in curve_loaders.items()}
-                progress.record_curve(iteration, scores, model.get_current_learning_rate()[0])
-                progress.eval_seconds += time.time() - tic
-                progress.iteration = iteration
-                progress.save(self.arm_dir(arm) / PROGRESS, model)
-                self.log(f'[{arm.name}] iter {iteration}/{total}: ' +
-                         ', '.join(f'{name} {score["psnr"]:.2f} dB' for name, score in scores.items()) +
-                         f' ({progress.train_seconds / iteration:.3f} s/iter)')
-                tic = time.time()
-        tic = time.time()
+        model = train_in_process(opt, batches, record, validate_at, self.log)
+        record.lap()
         final = {name: evaluate_model(model, loader) for name, loader in final_loaders.items()}
         self.log(f'[{arm.name}] final: ' + ', '.join(f'{name} {s["psnr"]:.2f} dB / {s["ssim"]:.4f} '
                                                      f'({s["images"]} images)' for name, s in final.items()))
@@ -258,69 +256,81 @@ class Study:
             'arm': arm.name, 'design': arm.design, 'recipe': arm.recipe, 'seed': arm.seed,
             'description': describe(arm),
             'network': opt['network_g'], 'params': sum(p.numel() for p in network.parameters()),
-            'distill': opt['train'].get('distill'), 'iters': total, 'curve': progress.curve,
-            'losses': progress.losses, 'final': final, 'train_seconds': progress.train_seconds,
-            'seconds_per_iter': progress.train_seconds / total, 'eval_seconds': progress.eval_seconds,
-            'final_eval_seconds': time.time() - tic, 'torch_threads': torch.get_num_threads(),
+            'distill': opt['train'].get('distill'), 'iters': total, 'curve': record.curve,
+            'losses': record.losses, 'final': final, 'train_seconds': record.train_seconds,
+            'seconds_per_iter': record.train_seconds / total, 'eval_seconds': record.eval_seconds,
+            'final_eval_seconds': record.lap(), 'torch_threads': torch.get_num_threads(),
             'load_average_end': os.getloadavg(),
         }
         atomic_write_text(json.dumps(result, indent=1), self.arm_dir(arm) / RESULT)
-        (self.arm_dir(arm) / PROGRESS).unlink(missing_ok=True)
+        remove_checkpoints(self.arm_dir(arm))
 
 
 def describe(arm):
     return RECIPES[arm.recipe].description if arm.recipe else 'the teacher'
 
 
-class _Progress:
-    """An unfinished arm's curve, losses, timing and (on disk) training state."""
+def remove_checkpoints(run_dir: Path) -> None:
+    """Drop a finished run's training checkpoints and record: its result and final network stay."""
+    for folder in ('models', 'training_states'):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
+    (run_dir / PROGRESS).unlink(missing_ok=True)
 
-    def __init__(self, curve_loaders):
-        self.iteration = 0
-        self.curve = {'iters': [], 'lr': [], **{name: {'psnr': [], 'ssim': []} for name in curve_loaders}}
-        self.losses = {'iters': []}
-        self.train_seconds = self.eval_seconds = 0.
 
-    def record_losses(self, iteration, model):
-        if iteration % model.opt['logger']['print_freq']:
-            return
-        self.losses['iters'].append(iteration)
-        for key, value in model.log_dict.items():
-            self.losses.setdefault(key, []).append(float(value))
+class RunRecord:
+    """What a benchmark run records besides its checkpoints: the validation curve, the logged losses (it is the
+    run's message logger) and the time spent training and evaluating; saved after each validation, and cut back
+    to the resumed iteration when loaded."""
 
-    def record_curve(self, iteration, scores, lr):
+    def __init__(self, curves=(), curve=None, losses=None, train_seconds=0., eval_seconds=0.):
+        self.curve = curve or {'iters': [], 'lr': [], **{name: {'psnr': [], 'ssim': []} for name in curves}}
+        self.losses = losses or {'iters': []}
+        self.train_seconds, self.eval_seconds = train_seconds, eval_seconds
+        self._tic = time.time()
+
+    def lap(self) -> float:
+        """Seconds since the previous lap."""
+        now = time.time()
+        seconds, self._tic = now - self._tic, now
+        return seconds
+
+    def reset_start_time(self):
+        self.lap()
+
+    def __call__(self, log_vars):
+        self.losses['iters'].append(log_vars['iter'])
+        for key, value in log_vars.items():
+            if key not in MESSAGE_KEYS:
+                self.losses.setdefault(key, []).append(float(value))
+
+    def add_scores(self, iteration, scores, lr):
         self.curve['iters'].append(iteration)
         self.curve['lr'].append(lr)
         for name, score in scores.items():
             self.curve[name]['psnr'].append(score['psnr'])
             self.curve[name]['ssim'].append(score['ssim'])
 
-    def save(self, path, model):
-        state = {key: value for key, value in vars(self).items()}
-        state['networks'] = {name: model.get_bare_model(net).state_dict() for name, net in _trained_networks(model)}
-        state['optimizers'] = [o.state_dict() for o in model.optimizers]
-        state['schedulers'] = [s.state_dict() for s in model.schedulers]
-        atomic_save(state, path)
+    def save(self, path):
+        atomic_write_text(json.dumps({'curve': self.curve, 'losses': self.losses, 'train_seconds': self.train_seconds,
+                                      'eval_seconds': self.eval_seconds}), path)
 
     @classmethod
-    def load(cls, path, model):
+    def load(cls, path, curves=()) -> 'RunRecord':
+        """The record at ``path`` up to the iteration of the run folder's newest checkpoint (a new one if none)."""
         if not path.is_file():
-            return None
-        state = torch.load(path, map_location='cpu', weights_only=False)
-        for name, net in _trained_networks(model):
-            model.get_bare_model(net).load_state_dict(state['networks'][name])
-        for optimizer, saved in zip(model.optimizers, state['optimizers']):
-            optimizer.load_state_dict(saved)
-        for scheduler, saved in zip(model.schedulers, state['schedulers']):
-            scheduler.load_state_dict(saved)
-        progress = cls.__new__(cls)
-        for key in ('iteration', 'curve', 'losses', 'train_seconds', 'eval_seconds'):
-            setattr(progress, key, state[key])
-        return progress
+            return cls(curves)
+        saved = json.loads(path.read_text())
+        states = sorted(int(state.stem) for state in (path.parent / 'training_states').glob('*.state'))
+        resumed = states[-1] if states else 0
+        for series in (saved['curve'], saved['losses']):
+            kept = sum(iteration <= resumed for iteration in series['iters'])
+            _cut(series, kept)
+        return cls(curves, saved['curve'], saved['losses'], saved['train_seconds'], saved['eval_seconds'])
 
 
-def _trained_networks(model):
-    networks = [('net_g', model.net_g)]
-    if getattr(model, 'net_adapters', None) is not None and model.adapters_have_parameters():
-        networks.append(('adapters', model.net_adapters))
-    return networks
+def _cut(series, kept):
+    for key, values in series.items():
+        if isinstance(values, dict):
+            _cut(values, kept)
+        else:
+            del values[kept:]

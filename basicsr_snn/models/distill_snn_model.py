@@ -1,14 +1,15 @@
 """DistillSNNModel: H-KD, a spiking student trained on its task and on a frozen ANN teacher's features."""
+import math
 from os import path as osp
 
 import torch
-from basicsr.metrics import calculate_metric
-from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 
 from basicsr_snn.distill import (DistillOptions, FeatureAdapter, FeatureRecorder, HintAdapters, HintComparison,
                                  build_comparison_loss)
+from basicsr_snn.evaluation import evaluate
 from basicsr_snn.models import log_messages, preflight
 from basicsr_snn.models.snn_model import SNNModel, build_network_from_options
 from basicsr_snn.utils.checkpoint import DEFAULT_PARAM_KEY, load_weights
@@ -266,20 +267,17 @@ class DistillSNNModel(SNNModel):
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
     def _log_teacher_psnr(self, dataloader, dataset_name, current_iter, tb_logger):
-        """The teacher's PSNR on a validation set: the ceiling the student aims at."""
+        """The teacher's PSNR on a validation set (with ground truth): the ceiling the student aims at."""
         metrics = (self.opt.get('val') or {}).get('metrics') or {}
         psnr_opt = next((m for m in metrics.values() if m.get('type') == 'calculate_psnr'), DEFAULT_TEACHER_PSNR)
-        values = []
-        for data in dataloader:
-            if 'gt' not in data:
-                return
+
+        def restore(data):
             with evaluating(self.net_t), self.val_amp.autocast():
-                output = self.net_t(data['lq'].to(self.device)).float()
-            images = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([data['gt']])}
-            values.append(calculate_metric(images, psnr_opt))
-        if not values:
+                return self.net_t(data['lq'].to(self.device)).float()
+
+        psnr = evaluate(restore, dataloader, {'psnr': psnr_opt}).means['psnr']
+        if math.isnan(psnr):
             return
-        psnr = sum(values) / len(values)
         get_root_logger().info(log_messages.TEACHER_PSNR.format(dataset=dataset_name, psnr=psnr))
         if tb_logger:
             tb_logger.add_scalar(f'metrics/{dataset_name}/teacher_psnr', psnr, current_iter)

@@ -6,21 +6,19 @@ from collections import OrderedDict
 from contextlib import nullcontext
 from os import path as osp
 
-import numpy as np
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
-from basicsr.metrics import calculate_metric
 from basicsr.models.base_model import BaseModel
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger, imwrite
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 from spikingjelly.activation_based import functional
-from tqdm import tqdm
 
 from basicsr_snn import _compat
 from basicsr_snn.analysis import FiringRateMonitor
+from basicsr_snn.evaluation import evaluate
 from basicsr_snn.models import log_messages, preflight
 from basicsr_snn.models.mixed_precision import MixedPrecision
 from basicsr_snn.models.training_guard import (NON_FINITE_GRADIENT, LossGuard, TrainingDiverged,
@@ -139,7 +137,6 @@ class SNNModel(SRModel):
         self.step_cancelled_by = None
         self.step_cancelled = False
         self._log_dict, self._unreduced_log = OrderedDict(), None
-        self._nonfinite_outputs = 0
         self._datasets_checked = False
         self._first_step_logged = False
         self.net_g = self.model_to_device(build_network_from_options(opt, 'network_g'))
@@ -391,51 +388,38 @@ class SNNModel(SRModel):
     def test(self):
         with evaluating(self.inference_network()) as net, self.val_amp.autocast():
             self.output = net(self.lq).float()
-        if not torch.isfinite(self.output).all():
-            self._nonfinite_outputs += 1
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        """BasicSR's validation loop, with the firing rates of the run, and two guards on the means:
-        a metric that does not apply to an image (SSIM's 11x11 window on a smaller one) is left out
-        of that metric's mean with a warning, and a validation with non-finite outputs records
-        ``nan`` and never becomes the best."""
+        """BasicSR's validation with the firing rates of the run, scored by :func:`basicsr_snn.evaluation.evaluate`
+        (an image a metric does not apply to is left out of its mean, with a warning; a validation with
+        non-finite outputs records ``nan`` and never becomes the best)."""
         self.opt['val'].setdefault('suffix', None)
         dataset_name = dataloader.dataset.opt['name']
         metrics = self.opt['val'].get('metrics') or {}
         if metrics:
             self._initialize_best_metric_results(dataset_name)
-        values = {name: [] for name in metrics}
-        left_out = {name: [] for name in metrics}
-        self._nonfinite_outputs = 0
+
+        def save(image_name, image):
+            imwrite(image, self._validation_image_path(image_name, dataset_name, current_iter))
+
         # a bar over the images by default when testing, as BasicSR's val.pbar when training
         show_bar = self.opt['val'].get('pbar', not self.opt['is_train'])
-        progress = tqdm(total=len(dataloader), unit='image', desc=dataset_name) if show_bar else None
         with FiringRateMonitor(self.inference_network()) as monitor:
-            for val_data in dataloader:
-                image_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
-                self.feed_data(val_data)
-                self.test()
-                visuals = self.get_current_visuals()
-                metric_data = {'img': tensor2img([visuals['result']])}
-                if 'gt' in visuals:
-                    metric_data['img2'] = tensor2img([visuals['gt']])
-                    del self.gt
-                del self.lq, self.output
-                if save_img:
-                    imwrite(metric_data['img'], self._validation_image_path(image_name, dataset_name, current_iter))
-                for name, metric_opt in metrics.items():
-                    if metric_applies(metric_opt, metric_data['img']):
-                        values[name].append(calculate_metric(metric_data, metric_opt))
-                    else:
-                        left_out[name].append(image_name)
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_description(f'Test {image_name}')
-        if progress is not None:
-            progress.close()
+            result = evaluate(self.restore, dataloader, metrics, on_image=save if save_img else None,
+                              progress_bar=dataset_name if show_bar else None)
         if metrics:
-            self._record_metrics(dataset_name, values, left_out, current_iter, tb_logger)
+            self._record_metrics(dataset_name, result, current_iter, tb_logger)
         self._log_firing_rates(monitor, dataset_name, current_iter, tb_logger)
+
+    def restore(self, data):
+        """The restored image of one validation item (the inputs are dropped afterwards, as BasicSR does)."""
+        self.feed_data(data)
+        self.test()
+        output = self.output
+        del self.lq, self.output
+        if hasattr(self, 'gt'):
+            del self.gt
+        return output
 
     def _validation_image_path(self, image_name, dataset_name, current_iter):
         """Where BasicSR saves a validation image."""
@@ -444,19 +428,17 @@ class SNNModel(SRModel):
         suffix = self.opt['val']['suffix'] or self.opt['name']
         return osp.join(self.opt['path']['visualization'], dataset_name, f'{image_name}_{suffix}.png')
 
-    def _record_metrics(self, dataset_name, values, left_out, current_iter, tb_logger):
+    def _record_metrics(self, dataset_name, result, current_iter, tb_logger):
         logger = get_root_logger()
-        self.metric_results = {}
-        for name, metric_values in values.items():
-            if left_out[name]:
-                logger.warning(f'Validation {dataset_name}: {name} does not apply to {len(left_out[name])} image(s) '
-                               f'({", ".join(left_out[name][:5])}): smaller than its window; left out of the mean.')
-            mean = float(np.mean(metric_values)) if metric_values else float('nan')
-            if self._nonfinite_outputs:
-                logger.warning(f'Validation {dataset_name} at iteration {current_iter}: {self._nonfinite_outputs} '
-                               f'output(s) were not finite; {name} is recorded as nan.')
-                mean = float('nan')
-            self.metric_results[name] = mean
+        for name, images in result.left_out.items():
+            logger.warning(f'Validation {dataset_name}: {name} does not apply to {len(images)} image(s) '
+                           f'({", ".join(images[:5])}): no ground truth, or smaller than its window; left out of the '
+                           'mean.')
+        if result.nonfinite_outputs:
+            logger.warning(f'Validation {dataset_name} at iteration {current_iter}: {result.nonfinite_outputs} '
+                           f'output(s) were not finite; {", ".join(result.means)} recorded as nan.')
+        self.metric_results = dict(result.means)
+        for name, mean in result.means.items():
             if math.isfinite(mean):
                 self._update_best_metric_result(dataset_name, name, mean, current_iter)
         self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
@@ -480,18 +462,6 @@ def running_statistics(network: torch.nn.Module) -> dict:
             for module_name, module in network.named_modules()
             if module.training and getattr(module, 'track_running_stats', False)
             for name, buffer in module.named_buffers(recurse=False)}
-
-
-SSIM_METRICS = ('calculate_ssim', 'calculate_ssim_pt')
-SSIM_WINDOW = 11
-
-
-def metric_applies(metric_opt, image):
-    """False for SSIM on an image whose sides, less the cropped border, are under its 11x11 window."""
-    if metric_opt.get('type') not in SSIM_METRICS:
-        return True
-    border = metric_opt.get('crop_border', 0)
-    return min(image.shape[:2]) - 2 * border >= SSIM_WINDOW
 
 
 def torch_optimizer_names():
