@@ -116,7 +116,7 @@ def test_the_gradients_are_scaled_only_to_clip_them(tmp_path, data_root, clip):
     grads = [p.grad for p in model.get_bare_model(model.net_g).parameters() if p.grad is not None]
     norm_before = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     with Multiplications() as multiplications:
-        norm = model._gradient_norm()
+        norm = model.optim_wrapper.gradient_norm()
     torch.testing.assert_close(norm, norm_before)
     assert bool(multiplications.calls) == (clip is not None)
 
