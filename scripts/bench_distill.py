@@ -2,7 +2,8 @@
 
 Each arm (``teacher`` or ``<design>.<recipe>.s<seed>``, see ``basicsr_snn/benchmarks/arms.py``)
 trains once and writes ``<out>/<arm>/result.json`` and ``net_g.pth``; a rerun skips finished
-arms and resumes an interrupted one from its last validation, with the same batches. Two
+arms and resumes an interrupted one from its last checkpoint (every validation, and on SIGTERM,
+SIGINT or SIGUSR1, which stop the run with exit code 75), with the same batches. Two
 processes may share one ``--out`` (each takes the arms nobody holds). At the end, or with
 ``--report``, the finished arms are summarised in ``study.md``, ``study.json`` and ``study.png``.
 

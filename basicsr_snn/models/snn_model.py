@@ -197,7 +197,11 @@ class SNNModel(CheckpointsMixin, ValidationMixin, SRModel):
         return optimizer_class(params, lr=lr, **kwargs)
 
     def model_ema(self, decay=0.999):
-        """Average the parameters (BasicSR) and copy the buffers, e.g. BN running statistics."""
+        """Average the parameters (BasicSR) and copy the buffers, e.g. BN running statistics.
+
+        Not ``torch.optim.swa_utils.AveragedModel(use_buffers=True)``: it averages the buffers too (statistics
+        mixed over a thousand steps of changing weights) and wraps the network (``module.`` keys and
+        ``n_averaged``), which BasicSR's ``net_g_ema`` and its ``params_ema`` checkpoints do not have."""
         super().model_ema(decay)
         ema_buffers = dict(self.net_g_ema.named_buffers())
         for name, buffer in self.get_bare_model(self.net_g).named_buffers():
