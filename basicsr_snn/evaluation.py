@@ -77,7 +77,10 @@ def evaluate(restore: Callable[[dict], torch.Tensor], loader, metrics: dict,
         clean = tensor2img([data['gt']]) if 'gt' in data else None
         scores = score_image(restored, clean, metrics)
         for metric in metrics:
-            (values[metric].append(scores[metric]) if metric in scores else left_out[metric].append(name))
+            if metric in scores:
+                values[metric].append(scores[metric])
+            else:
+                left_out[metric].append(name)
         if on_image is not None:
             on_image(name, restored)
         images += 1

@@ -295,7 +295,7 @@ class RunRecord:
         return seconds
 
     def reset_start_time(self):
-        self.lap()
+        """A message logger's call after the first iteration: its time stays in the training time, as before."""
 
     def __call__(self, log_vars):
         self.losses['iters'].append(log_vars['iter'])
