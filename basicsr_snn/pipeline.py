@@ -204,7 +204,8 @@ def sampler_epochs(sampler, prefetcher, start_epoch, random_of_start=None, batch
         yield epoch, itertools.chain([first], iter(prefetcher.next, None))
 
 
-def train_in_process(opt, batches, msg_logger, validate_at, log=print, build_model=build_basicsr_model):
+def train_in_process(opt, batches, msg_logger, validate_at, log=print, on_resume=None,
+                     build_model=build_basicsr_model):
     """Train ``opt``'s model on ``batches`` as the benchmarks do, with the training run's loop (:func:`train_loop`),
     session and checkpoints: BasicSR's ``models/`` and ``training_states/`` of ``path.experiments_root``, saved
     every ``logger.save_checkpoint_freq`` and on a stop signal or a crash; a rerun resumes from the newest complete
@@ -217,6 +218,7 @@ def train_in_process(opt, batches, msg_logger, validate_at, log=print, build_mod
         validate_at: ``validate_at(model, iteration)`` every ``val.val_freq`` iterations, at the last one, and at the
             resumed one (a stop may have come before it finished), under the training's random state.
         log: Called with the resume message.
+        on_resume: Called with the resumed iteration, before anything is validated or logged after it.
         build_model: Builds the model from ``opt`` (BasicSR's registry).
 
     Returns:
@@ -241,6 +243,8 @@ def train_in_process(opt, batches, msg_logger, validate_at, log=print, build_mod
             session.resume_training(resume_state)
             start = resume_state['iter']
             log(f'[{opt["name"]}] resuming at iteration {start}/{total}')
+            if on_resume is not None:
+                on_resume(start)
             random_of_start = session.resumed_random_state()
             if random_of_start is not None:
                 random_state.restore(random_of_start)

@@ -158,7 +158,7 @@ class ParetoSweep:
         run_dir = self.out / variant.name
         record = RunRecord.load(run_dir / PROGRESS)
         batches = SeededBatches(train_set, self.study.protocol.batch, self.settings.iters, self.settings.seed)
-        model = train_in_process(opt, batches, record, validate_at=None, log=self.log)
+        model = train_in_process(opt, batches, record, validate_at=None, log=self.log, on_resume=record.cut_to)
         record.train_seconds += record.lap()
         scores = {name: evaluate_model(model, loader) for name, loader in final_loaders.items()}
         network = model.get_bare_model(model.net_g)

@@ -245,7 +245,7 @@ class Study:
                      f' ({record.train_seconds / iteration:.3f} s/iter)')
 
         self.log(f'[{arm.name}] training {total} iterations ({describe(arm)})')
-        model = train_in_process(opt, batches, record, validate_at, self.log)
+        model = train_in_process(opt, batches, record, validate_at, self.log, on_resume=record.cut_to)
         record.lap()
         final = {name: evaluate_model(model, loader) for name, loader in final_loaders.items()}
         self.log(f'[{arm.name}] final: ' + ', '.join(f'{name} {s["psnr"]:.2f} dB / {s["ssim"]:.4f} '
@@ -280,7 +280,7 @@ def remove_checkpoints(run_dir: Path) -> None:
 class RunRecord:
     """What a benchmark run records besides its checkpoints: the validation curve, the logged losses (it is the
     run's message logger) and the time spent training and evaluating; saved after each validation, and cut back
-    to the resumed iteration when loaded."""
+    to the resumed iteration (:meth:`cut_to`) on resume."""
 
     def __init__(self, curves=(), curve=None, losses=None, train_seconds=0., eval_seconds=0.):
         self.curve = curve or {'iters': [], 'lr': [], **{name: {'psnr': [], 'ssim': []} for name in curves}}
@@ -314,17 +314,17 @@ class RunRecord:
         atomic_write_text(json.dumps({'curve': self.curve, 'losses': self.losses, 'train_seconds': self.train_seconds,
                                       'eval_seconds': self.eval_seconds}), path)
 
+    def cut_to(self, iteration):
+        """Forget what was recorded after ``iteration`` (the resumed one)."""
+        for series in (self.curve, self.losses):
+            _cut(series, sum(recorded <= iteration for recorded in series['iters']))
+
     @classmethod
     def load(cls, path, curves=()) -> 'RunRecord':
-        """The record at ``path`` up to the iteration of the run folder's newest checkpoint (a new one if none)."""
+        """The record saved at ``path`` (a new one if none)."""
         if not path.is_file():
             return cls(curves)
         saved = json.loads(path.read_text())
-        states = sorted(int(state.stem) for state in (path.parent / 'training_states').glob('*.state'))
-        resumed = states[-1] if states else 0
-        for series in (saved['curve'], saved['losses']):
-            kept = sum(iteration <= resumed for iteration in series['iters'])
-            _cut(series, kept)
         return cls(curves, saved['curve'], saved['losses'], saved['train_seconds'], saved['eval_seconds'])
 
 
